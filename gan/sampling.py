@@ -1,0 +1,40 @@
+"""Load a trained generator and draw digits from it: the API the sorter and notebooks use."""
+
+import os
+
+import keras
+import numpy as np
+
+from gan.model import IMAGE_SHAPE, NUM_CLASSES, is_conditional
+from genlab.errors import UserError
+
+
+def load_generator(path):
+    """Loads a generator saved by `gan.train` (`generator.keras`), checking it is one."""
+    if not os.path.isfile(path):
+        raise UserError(f"generator file {path!r} does not exist; train one with genlab-train-gan or pass --generator")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad or foreign file.
+        raise UserError(f"{path!r} is not a loadable Keras model ({type(error).__name__}: {error})") from None
+    if tuple(model.outputs[0].shape[1:]) != IMAGE_SHAPE or len(model.inputs) not in (1, 2):
+        raise UserError(f"{path!r} is not a GAN generator: it maps {[i.shape for i in model.inputs]} to {model.outputs[0].shape}")
+    return model
+
+
+def sample_digits(generator, count, seed=0, labels=None, batch_size=500):
+    """Generates `count` images in [-1, 1], shape (count, 28, 28, 1).
+
+    Conditional generators take `labels` (count,) or, if None, cycle through 0..9 so every
+    digit is asked for equally; the labels used are returned (None when unconditional).
+    """
+    noise_dim = generator.inputs[0].shape[-1]
+    noise = np.random.default_rng(seed).standard_normal((count, noise_dim)).astype("float32")
+    if is_conditional(generator):
+        labels = np.arange(count) % NUM_CLASSES if labels is None else np.asarray(labels)
+        labels = labels.astype("int32")
+        images = generator.predict([noise, labels], batch_size=batch_size, verbose=0)
+    else:
+        labels = None
+        images = generator.predict(noise, batch_size=batch_size, verbose=0)
+    return images, labels

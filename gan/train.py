@@ -1,0 +1,164 @@
+"""Trains the GAN on MNIST: `train(TrainConfig(...), output_dir)`. No flags in here.
+
+Outputs under `output_dir` (see `OUTPUTS`); killed and called again with the same config,
+training resumes after the last finished epoch and ends where an uninterrupted run would.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gan.callbacks import EpochCheckpoint, HistoryLogger, NanGuard, SampleGrid, latest_checkpoint, read_history
+from gan.model import ARCHITECTURES, GAN, NUM_CLASSES, build_networks
+from genlab.distribute import is_chief, make_strategy
+from genlab.errors import UserError
+from genlab.files import atomic_path, write_json
+from genlab.mnist import load_mnist
+
+OUTPUTS = {
+    "generator": "generator.keras",
+    "config": "config.json",
+    "history": "history.csv",
+    "loss_plot": "loss_curves.png",
+    "d_output_plot": "discriminator_outputs.png",
+    "samples": "samples",
+    "gif": "samples.gif",
+    "checkpoints": "checkpoints",
+    "tensorboard": "tensorboard",
+}
+
+# Settings that fix the networks' shapes: a resumed run must match them.
+_MODEL_FIELDS = ("architecture", "noise_dim", "conditional")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run depends on. Defaults are the project's tuned settings."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    noise_dim: int = 64
+    architecture: str = "default"
+    conditional: bool = False
+    g_learning_rate: float = 2e-4
+    d_learning_rate: float = 2e-4
+    beta_1: float = 0.5  # Radford et al. (2015): 0.9 oscillates, 0.5 is stable.
+    real_label: float = 1.0
+    seed: int = 0
+    num_train_images: int = 0  # 0: all 60,000.
+    jit_compile: bool = False
+    strategy: str = "default"
+    tpu: str = ""
+    mnist_path: str = ""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    generator: keras.Model
+    history: list
+    epochs_done: int
+    output_dir: str
+    seconds: float
+
+
+def mnist_for_gan(config):
+    """Training images scaled to [-1, 1] (tanh's range) with their labels."""
+    (x_train, y_train), _ = load_mnist(config.mnist_path or None)
+    if config.num_train_images:
+        x_train, y_train = x_train[: config.num_train_images], y_train[: config.num_train_images]
+    images = (x_train.astype("float32")[..., None] - 127.5) / 127.5
+    return images, y_train.astype("int32")
+
+
+def fixed_noise(config, count=100):
+    """The noise (and labels) the per-epoch grids use: the same for every epoch and run."""
+    noise = np.random.default_rng(config.seed).standard_normal((count, config.noise_dim)).astype("float32")
+    labels = np.repeat(np.arange(NUM_CLASSES), count // NUM_CLASSES).astype("int32") if config.conditional else None
+    return noise, labels
+
+
+def train(config, output_dir, verbose=1, extra_callbacks=()):
+    """Trains (or resumes training of) the GAN described by `config`. Returns a `TrainResult`."""
+    if config.architecture not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {config.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    paths = {name: os.path.join(output_dir, rel) for name, rel in OUTPUTS.items()}
+    os.makedirs(output_dir, exist_ok=True)
+    _check_resumable(paths["config"], config)
+    keras.utils.set_random_seed(config.seed)
+
+    images, labels = mnist_for_gan(config)
+    if len(images) < config.batch_size:
+        raise UserError(f"--batch_size={config.batch_size} is larger than the {len(images)} training images")
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((images, labels))
+        .shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+    strategy = make_strategy(config.strategy, config.tpu)
+    with strategy.scope():
+        generator, discriminator = build_networks(config.architecture, config.noise_dim, config.conditional)
+        gan = GAN(generator, discriminator, seed=config.seed)
+        gan.compile(
+            d_optimizer=keras.optimizers.Adam(config.d_learning_rate, beta_1=config.beta_1),
+            g_optimizer=keras.optimizers.Adam(config.g_learning_rate, beta_1=config.beta_1),
+            real_label=config.real_label,
+            jit_compile=config.jit_compile,
+        )
+    epochs_done, checkpoint = latest_checkpoint(paths["checkpoints"])
+    if checkpoint:
+        gan.load_weights(checkpoint)
+        if verbose:
+            print(f"Resuming from {checkpoint} ({epochs_done} of {config.epochs} epochs done)")
+    if is_chief():
+        write_json(paths["config"], dataclasses.asdict(config))
+
+    nan_guard = NanGuard()
+    callbacks = [nan_guard]
+    if is_chief():
+        noise, noise_labels = fixed_noise(config)
+        callbacks += [
+            EpochCheckpoint(paths["checkpoints"]),
+            HistoryLogger(paths["history"], paths["loss_plot"], paths["d_output_plot"]),
+            SampleGrid(noise, noise_labels, paths["samples"], paths["gif"]),
+            keras.callbacks.TensorBoard(paths["tensorboard"]),
+        ]
+    start = time.time()
+    gan.fit(dataset, epochs=config.epochs, initial_epoch=epochs_done, callbacks=callbacks + list(extra_callbacks), shuffle=False, verbose=verbose)
+    seconds = time.time() - start
+
+    if nan_guard.diverged_at:
+        epoch, batch, logs = nan_guard.diverged_at
+        good_epochs, good = latest_checkpoint(paths["checkpoints"])
+        raise UserError(
+            f"training diverged: a loss became NaN/inf at epoch {epoch}, batch {batch} ({_format(logs)}); "
+            f"the last good checkpoint ({good or 'none'}, {good_epochs} epochs) is kept; "
+            "lower --g_learning_rate/--d_learning_rate and run the same command to resume"
+        )
+    if is_chief():
+        with atomic_path(paths["generator"]) as tmp:
+            generator.save(tmp)
+    return TrainResult(generator, read_history(paths["history"]), config.epochs, output_dir, seconds)
+
+
+def _check_resumable(config_path, config):
+    if not os.path.exists(config_path):
+        return
+    with open(config_path) as f:
+        previous = json.load(f)
+    for field in _MODEL_FIELDS:
+        if previous.get(field) != getattr(config, field):
+            raise UserError(
+                f"{config_path} is from a run with {field}={previous.get(field)!r}, not {getattr(config, field)!r}; "
+                "use a new --output_dir, or the same settings to resume that run"
+            )
+
+
+def _format(logs):
+    return ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items())

@@ -1,0 +1,52 @@
+"""Atomic file writing: a reader (or a resumed job) never sees a half-written file."""
+
+import contextlib
+import json
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
+
+    The temporary name keeps the final suffix (`x.tmp-abc.png`), so libraries that pick a
+    format from the extension (PIL, matplotlib, Keras) write the right one.
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(path)
+    stem, suffix = _split_suffix(name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=suffix, dir=directory or ".")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _split_suffix(name):
+    # ".weights.h5" and ".keras" must survive intact: Keras checks the whole ending.
+    for suffix in (".weights.h5",):
+        if name.endswith(suffix):
+            return name[: -len(suffix)], suffix
+    stem, ext = os.path.splitext(name)
+    return stem, ext
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    # NumPy scalars and arrays appear in metrics; JSON has no type for them.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

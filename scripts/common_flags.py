@@ -1,0 +1,50 @@
+"""Flags every MNIST program shares, and writing the flags a run used."""
+
+import os
+import sys
+
+from absl import flags
+
+from genlab.distribute import STRATEGIES
+from genlab.files import write_text
+from genlab.mnist import ENV_VAR
+
+
+def define_common_flags():
+    flags.DEFINE_string(
+        "mnist_path",
+        os.environ.get(ENV_VAR, ""),
+        f"Local MNIST .npz in keras.datasets.mnist's layout (default: ${ENV_VAR}, else Keras's download).",
+    )
+    flags.DEFINE_integer("seed", 0, "Seed for weights, noise and data order: same seed, same results.", lower_bound=0)
+    flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy: one device, all local GPUs, several workers (TF_CONFIG), or TPU.")
+    flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu (empty: the Colab/Cloud TPU runtime's own).")
+
+
+def positive(name):
+    """Registers a validator: the flag must be > 0."""
+    flags.register_validator(name, lambda value: value > 0, message=f"--{name} must be greater than 0")
+
+
+def write_flagfile(path, flag_values):
+    """Writes this project's flags as `--name=value` lines: rerun the job with `--flagfile`."""
+    lines = [
+        flag.serialize()
+        for module, module_flags in sorted(flag_values.flags_by_module_dict().items())
+        if module.startswith("scripts") or module == "__main__"
+        for flag in module_flags
+    ]
+    write_text(path, "\n".join(sorted(lines)) + "\n")
+
+
+def list_project_flags_in_help():
+    """Makes `--help` list this project's flags, also under a console-script entry point.
+
+    absl's `--help` shows the key flags of the program's main module (named by argv[0]),
+    which is pip's wrapper, not the module that defined the flags.
+    """
+    flag_values = flags.FLAGS
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        if module.startswith("scripts"):
+            for flag in module_flags:
+                flag_values.register_key_flag_for_module(sys.argv[0], flag)

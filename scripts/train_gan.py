@@ -1,0 +1,43 @@
+"""Trains the DCGAN on MNIST and writes samples, plots, logs and the generator.
+
+  genlab-train-gan --output_dir=runs/gan --epochs=10
+  genlab-train-gan --output_dir=runs/cgan --conditional --mnist_path=../shared/data/mnist.npz
+
+Run the same command again after an interruption to resume. The flags used are saved as
+OUTPUT_DIR/flags.txt, so `--flagfile=OUTPUT_DIR/flags.txt` repeats a run.
+"""
+
+import os
+
+from absl import app, flags
+
+from gan.train import train
+from genlab.errors import exit_on_user_error
+from scripts.common_flags import define_common_flags, list_project_flags_in_help, write_flagfile
+from scripts.gan_flags import define_gan_flags, gan_config_from_flags
+
+define_common_flags()
+define_gan_flags()
+flags.DEFINE_string("output_dir", "runs/gan", "Where samples, plots, logs, checkpoints and the generator go.")
+FLAGS = flags.FLAGS
+
+
+@exit_on_user_error
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = gan_config_from_flags(FLAGS)
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    write_flagfile(os.path.join(FLAGS.output_dir, "flags.txt"), FLAGS)
+    result = train(config, FLAGS.output_dir)
+    print(f"Trained {result.epochs_done} epochs in {result.seconds:.0f} s. Outputs in {os.path.abspath(FLAGS.output_dir)}:")
+    print("  generator.keras, samples/ and samples.gif, loss_curves.png, history.csv, tensorboard/")
+
+
+def run():
+    list_project_flags_in_help()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

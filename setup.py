@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-genlab",
+    version="0.1.0",
+    description="Generative-AI datasets with Keras: synthetic X-rays with KerasCV Stable Diffusion, "
+    "and a DCGAN on MNIST judged and sorted by LeNet-5.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["genlab", "gan", "lenet", "xray", "scripts"]),
+    install_requires=[
+        # Verified together: keras-cv 0.9.0 runs on Keras 3.15 / TensorFlow 2.21.
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.3,<3.16",
+        "keras-cv==0.9.0",
+        "numpy",
+        "scipy",  # FID's matrix square root (scipy.linalg.sqrtm).
+        "matplotlib",
+        "pillow",
+        "absl-py",
+        "tensorboard",  # TensorFlow 2.21 no longer installs it; the GAN logs to it.
+        "pyyaml",  # Prompt files in YAML.
+    ],
+    extras_require={
+        "test": ["pytest"],
+    },
+    entry_points={
+        "console_scripts": [
+            "genlab-train-gan=scripts.train_gan:run",
+        ],
+    },
+)
