@@ -28,6 +28,9 @@ setup(
     entry_points={
         "console_scripts": [
             "genlab-train-gan=scripts.train_gan:run",
+            "genlab-train-lenet=scripts.train_lenet:run",
+            "genlab-sort-digits=scripts.sort_digits:run",
+            "genlab-mnist-lab=scripts.mnist_lab:run",
         ],
     },
 )

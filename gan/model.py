@@ -111,9 +111,7 @@ class GAN(keras.Model):
         self.discriminator = discriminator
         self.noise_dim = generator.inputs[0].shape[-1]
         self.conditional = is_conditional(generator)
-        # The noise stream is a Keras SeedGenerator: its state is a model variable, so it is
-        # checkpointed and a resumed run draws the same noise an uninterrupted one would.
-        self.noise_seed = keras.random.SeedGenerator(seed)
+        self.seed = seed or 0
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
@@ -151,7 +149,7 @@ class GAN(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
 
         # 1. Discriminator: real images towards `real_label`, generated ones towards 0.
-        noise = keras.random.normal((batch_size, self.noise_dim), seed=self.noise_seed)
+        noise = self._noise(batch_size, for_generator_step=False)
         with tf.GradientTape() as tape:
             fake_images = self.generate(noise, labels, training=True)
             real_logits = self.discriminate(real_images, labels, training=True)
@@ -164,7 +162,7 @@ class GAN(keras.Model):
         self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
 
         # 2. Generator: make the (just updated) discriminator call fresh fakes real.
-        noise = keras.random.normal((batch_size, self.noise_dim), seed=self.noise_seed)
+        noise = self._noise(batch_size, for_generator_step=True)
         with tf.GradientTape() as tape:
             fake_logits_for_g = self.discriminate(self.generate(noise, labels, training=True), labels, training=True)
             g_loss = _bce(ops.ones_like(fake_logits_for_g), fake_logits_for_g)
@@ -177,6 +175,17 @@ class GAN(keras.Model):
         self.d_real_tracker.update_state(ops.mean(ops.sigmoid(real_logits)))
         self.d_fake_tracker.update_state(ops.mean(ops.sigmoid(fake_logits)))
         return {m.name: m.result() for m in self.metrics}
+
+    def _noise(self, batch_size, for_generator_step):
+        """Noise as a pure function of (seed, step, replica, which update).
+
+        The step is the generator optimizer's iteration count, which checkpoints keep, so a
+        resumed run draws exactly the noise an uninterrupted one would; replicas differ.
+        """
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group if tf.distribute.has_strategy() else 0
+        step = tf.cast(self.g_optimizer.iterations, "int32")
+        seed = tf.stack([self.seed * 4096 + tf.cast(replica, "int32"), step * 2 + int(for_generator_step)])
+        return tf.random.stateless_normal((batch_size, self.noise_dim), seed=seed)
 
 
 def _bce(targets, logits):

@@ -123,11 +123,13 @@ def train(config, output_dir, verbose=1, extra_callbacks=()):
     callbacks = [nan_guard]
     if is_chief():
         noise, noise_labels = fixed_noise(config)
+        # The checkpoint comes last: an epoch counts as done only after all its outputs are
+        # written, so a run killed in between redoes the epoch and loses nothing.
         callbacks += [
-            EpochCheckpoint(paths["checkpoints"]),
             HistoryLogger(paths["history"], paths["loss_plot"], paths["d_output_plot"]),
             SampleGrid(noise, noise_labels, paths["samples"], paths["gif"]),
             keras.callbacks.TensorBoard(paths["tensorboard"]),
+            EpochCheckpoint(paths["checkpoints"]),
         ]
     start = time.time()
     gan.fit(dataset, epochs=config.epochs, initial_epoch=epochs_done, callbacks=callbacks + list(extra_callbacks), shuffle=False, verbose=verbose)

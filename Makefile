@@ -1,0 +1,30 @@
+# Two commands for a fresh machine (Python 3.10+):
+#   make run    train the GAN on a short budget and show where its samples are
+#   make test   install the test dependencies and run the test suite
+# Offline machines: MNIST_NPZ=/path/to/mnist.npz make run
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+PYTEST_ARGS ?=
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test benchmark clean
+
+$(BIN)/activate: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/activate
+
+run: $(BIN)/activate
+	$(BIN)/genlab-train-gan --output_dir=runs/gan --epochs=5
+
+test: $(BIN)/activate
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+benchmark: $(BIN)/activate
+	$(BIN)/python benchmarks/gan_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

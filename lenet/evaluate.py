@@ -1,0 +1,102 @@
+"""Judge a generator with LeNet: generate, classify, sort into folders, measure, plot.
+
+`judge_generator(generator_path, classifier_path, out_dir, count=...)` writes:
+
+- `0/` .. `9/` (and `uncertain/`): the generated digits as PNGs, by LeNet's label;
+- `predictions.csv`: per image, file, predicted label, confidence, the ten probabilities
+  (and the intended label in conditional mode);
+- `summary.json`: quality metrics for the generated digits and, as the reference line, for
+  as many real MNIST training digits (LeNet never judged those at test time);
+- figures: `samples_by_class.png`, `class_histogram.png`, `confidence_histogram.png`, and
+  in conditional mode `confusion_matrix.png` (intended vs predicted).
+"""
+
+import os
+
+import numpy as np
+
+from gan.sampling import load_generator, sample_digits
+from genlab import plots
+from genlab.files import write_json
+from genlab.mnist import load_mnist
+from lenet.metrics import NUM_CLASSES, quality_report
+from lenet.model import probabilities_and_features
+from lenet.sorting import prepare_output_dir, publish, write_sorted_images
+from lenet.train import load_classifier
+
+
+def judge_generator(generator_path, classifier_path, out_dir, count=1000, seed=0, min_confidence=0.0,
+                    overwrite=False, mnist_path="", verbose=1):
+    """Returns the summary dict also written to `out_dir/summary.json`."""
+    generator = load_generator(generator_path)
+    judge = probabilities_and_features(load_classifier(classifier_path))
+    staging = prepare_output_dir(out_dir, overwrite)
+
+    images, intended = sample_digits(generator, count, seed=seed)
+    images_uint8 = plots.to_uint8(images)
+    probabilities, features = judge.predict(images_uint8.astype("float32"), batch_size=500, verbose=verbose)
+
+    (x_train, y_train), (x_test, _) = load_mnist(mnist_path or None)
+    _, test_features = judge.predict(x_test[..., None].astype("float32"), batch_size=1000, verbose=0)
+    real_index = np.random.default_rng(seed).choice(len(x_train), size=min(count, len(x_train)), replace=False)
+    real_probabilities, real_features = judge.predict(x_train[real_index][..., None].astype("float32"), batch_size=1000, verbose=0)
+
+    write_sorted_images(staging, images_uint8, probabilities, min_confidence, intended)
+    summary = {
+        "generator": os.path.abspath(generator_path),
+        "classifier": os.path.abspath(classifier_path),
+        "count": count,
+        "seed": seed,
+        "min_confidence": min_confidence,
+        "conditional": intended is not None,
+        "folder_counts": _folder_counts(staging),
+        "generated": quality_report(probabilities, features, test_features, intended),
+        "real_mnist": quality_report(real_probabilities, real_features, test_features, y_train[real_index]),
+    }
+    write_json(os.path.join(staging, "summary.json"), summary)
+    _save_figures(staging, images_uint8, probabilities, intended, summary)
+    publish(staging, out_dir)
+    return summary
+
+
+def _folder_counts(root):
+    return {name: len(os.listdir(os.path.join(root, name))) for name in sorted(os.listdir(root))
+            if os.path.isdir(os.path.join(root, name))}
+
+
+def _save_figures(root, images_uint8, probabilities, intended, summary):
+    predicted = probabilities.argmax(axis=1)
+    by_class = {digit: images_uint8[predicted == digit][:10] for digit in range(NUM_CLASSES)}
+    plots.save_labelled_grid(os.path.join(root, "samples_by_class.png"), by_class, ncols=10,
+                             title="Generated digits by LeNet's predicted label")
+    plots.save_bars(os.path.join(root, "class_histogram.png"), range(NUM_CLASSES),
+                    summary["generated"]["class_distribution"], "predicted digit", "share of images",
+                    "Class distribution (mode coverage)", reference=summary["real_mnist"]["class_distribution"])
+    plots.save_histogram(os.path.join(root, "confidence_histogram.png"), probabilities.max(axis=1),
+                         bins=np.linspace(0, 1, 21), xlabel="LeNet confidence (top probability)",
+                         title="How sure LeNet is about each generated digit")
+    if intended is not None:
+        confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=int)
+        np.add.at(confusion, (intended, predicted), 1)
+        plots.save_matrix(os.path.join(root, "confusion_matrix.png"), confusion, "predicted digit", "intended digit",
+                          f"Intended vs predicted: {summary['generated']['accuracy_vs_intended']:.1%} agree")
+
+
+def format_summary(summary):
+    """The console table: generated digits against real MNIST, metric by metric."""
+    generated, real = summary["generated"], summary["real_mnist"]
+    confident = next(key for key in generated if key.startswith("fraction_confidence_ge_"))
+    rows = [
+        ("MNIST score (IS, max 10)", "mnist_score", "{:.2f}"),
+        ("MNIST FID (LeNet features, lower is better)", "mnist_fid", "{:.2f}"),
+        ("class entropy, bits (max 3.32)", "class_entropy_bits", "{:.3f}"),
+        ("mean confidence", "mean_confidence", "{:.3f}"),
+        (f"share with confidence >= {confident.rsplit('_', 1)[-1]}", confident, "{:.1%}"),
+    ]
+    if "accuracy_vs_intended" in generated:
+        rows.append(("accuracy vs intended label", "accuracy_vs_intended", "{:.1%}"))
+    lines = [f"{'metric':46s} {'generated':>10s} {'real MNIST':>11s}"]
+    for title, key, fmt in rows:
+        lines.append(f"{title:46s} {fmt.format(generated[key]):>10s} {fmt.format(real[key]):>11s}")
+    lines.append("images per folder: " + ", ".join(f"{k}: {v}" for k, v in summary["folder_counts"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""How good are generated digits? Judged through LeNet-5's eyes.
+
+Accuracy alone is weak (noise can be classified with full confidence), so alongside it:
+- `mnist_score`: the Inception Score (Salimans et al., 2016) with LeNet's softmax in place
+  of Inception's: exp(E_x KL(p(y|x) || p(y))). 1 = one class or no confident digit,
+  10 = confident and evenly spread over all ten.
+- `frechet_distance` between LeNet's 84-d penultimate features of two image sets (the
+  "MNIST FID"; Heusel et al., 2017, with LeNet in place of Inception). 0 = same statistics.
+- the class distribution and its entropy: mode coverage.
+"""
+
+import numpy as np
+import scipy.linalg
+
+NUM_CLASSES = 10
+
+
+def mnist_score(probabilities, eps=1e-12):
+    p_yx = np.asarray(probabilities, dtype=np.float64)
+    p_y = p_yx.mean(axis=0, keepdims=True)
+    kl = (p_yx * (np.log(p_yx + eps) - np.log(p_y + eps))).sum(axis=1)
+    return float(np.exp(kl.mean()))
+
+
+def frechet_distance(features_a, features_b):
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), with scipy's matrix square root."""
+    a = np.asarray(features_a, dtype=np.float64)
+    b = np.asarray(features_b, dtype=np.float64)
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    sigma_a, sigma_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = scipy.linalg.sqrtm(sigma_a @ sigma_b, disp=False)
+    if not np.isfinite(covmean).all():
+        # Near-singular product (e.g. dead ReLU features): regularise as the FID reference code does.
+        offset = np.eye(len(sigma_a)) * 1e-6
+        covmean = scipy.linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
+    covmean = covmean.real  # Round-off can leave tiny imaginary parts.
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean))
+
+
+def class_distribution(predicted):
+    counts = np.bincount(np.asarray(predicted), minlength=NUM_CLASSES)
+    return counts / max(1, counts.sum())
+
+
+def entropy_bits(distribution):
+    """Shannon entropy in bits: 0 for one class, log2(10) ~ 3.32 for ten equal classes."""
+    p = np.asarray(distribution, dtype=np.float64)
+    p = p[p > 0]
+    return float(-(p * np.log2(p)).sum())
+
+
+def quality_report(probabilities, features, reference_features, intended_labels=None, confident=0.9):
+    """All figures for one image set; `reference_features` are real MNIST test features."""
+    probabilities = np.asarray(probabilities)
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    distribution = class_distribution(predicted)
+    report = {
+        "count": int(len(predicted)),
+        "mean_confidence": float(confidence.mean()),
+        f"fraction_confidence_ge_{confident}": float((confidence >= confident).mean()),
+        "class_distribution": distribution.tolist(),
+        "class_entropy_bits": entropy_bits(distribution),
+        "max_entropy_bits": float(np.log2(NUM_CLASSES)),
+        "mnist_score": mnist_score(probabilities),
+        "mnist_fid": frechet_distance(features, reference_features),
+    }
+    if intended_labels is not None:
+        intended = np.asarray(intended_labels)
+        correct = predicted == intended
+        report["accuracy_vs_intended"] = float(correct.mean())
+        report["accuracy_vs_intended_per_class"] = [
+            float(correct[intended == c].mean()) if (intended == c).any() else None for c in range(NUM_CLASSES)
+        ]
+    return report

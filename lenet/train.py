@@ -1,0 +1,119 @@
+"""Trains LeNet-5 on MNIST: `train(LeNetConfig(...), model_path)`. No flags in here.
+
+Writes the model (`.keras`) and beside it `<name>.metrics.json` (test accuracy, confusion
+matrix, training time) and `<name>.confusion.png`.
+"""
+
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from genlab import plots
+from genlab.errors import UserError
+from genlab.files import atomic_path, write_json
+from genlab.mnist import load_mnist
+from lenet.model import FEATURES_LAYER, build_lenet5
+
+
+@dataclasses.dataclass
+class LeNetConfig:
+    epochs: int = 12
+    batch_size: int = 128
+    learning_rate: float = 2e-3  # Peak of a cosine decay to 0 over the run.
+    augment: bool = True  # Small random shifts and rotations: the cheapest +0.2% on MNIST.
+    seed: int = 0
+    num_train_images: int = 0  # 0: all 60,000.
+    jit_compile: bool = True  # XLA: measured faster on CPU for this small net.
+    mnist_path: str = ""
+
+
+@dataclasses.dataclass
+class LeNetResult:
+    model: keras.Model
+    test_accuracy: float
+    confusion: np.ndarray
+    seconds: float
+    model_path: str
+
+
+def sidecar_paths(model_path):
+    """Where the metrics JSON and confusion-matrix figure of a model file live."""
+    stem = model_path[: -len(".keras")] if model_path.endswith(".keras") else model_path
+    return f"{stem}.metrics.json", f"{stem}.confusion.png"
+
+
+def train(config, model_path, verbose=1):
+    if not model_path.endswith(".keras"):
+        raise UserError(f"model path {model_path!r} must end in .keras")
+    keras.utils.set_random_seed(config.seed)
+    (x_train, y_train), (x_test, y_test) = load_mnist(config.mnist_path or None)
+    if config.num_train_images:
+        x_train, y_train = x_train[: config.num_train_images], y_train[: config.num_train_images]
+
+    model = build_lenet5()
+    steps = config.epochs * max(1, len(x_train) // config.batch_size)
+    model.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=config.jit_compile,
+    )
+    start = time.time()
+    model.fit(_training_data(x_train, y_train, config), epochs=config.epochs, verbose=verbose)
+    seconds = time.time() - start
+
+    logits = model.predict(x_test[..., None].astype("float32"), batch_size=1000, verbose=0)
+    predicted = logits.argmax(axis=1)
+    accuracy = float((predicted == y_test).mean())
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (y_test, predicted), 1)
+
+    os.makedirs(os.path.dirname(os.path.abspath(model_path)), exist_ok=True)
+    with atomic_path(model_path) as tmp:
+        model.save(tmp)
+    metrics_path, confusion_path = sidecar_paths(model_path)
+    write_json(
+        metrics_path,
+        {"test_accuracy": accuracy, "test_error": 1 - accuracy, "training_seconds": seconds,
+         "confusion_matrix": confusion, "config": dataclasses.asdict(config)},
+    )
+    plots.save_matrix(confusion_path, confusion, "predicted digit", "true digit",
+                      f"LeNet-5 on the MNIST test set: {accuracy:.2%} accuracy")
+    return LeNetResult(model, accuracy, confusion, seconds, model_path)
+
+
+def _training_data(x, y, config):
+    images = x[..., None].astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((images, y.astype("int32")))
+    data = data.shuffle(len(images), seed=config.seed).batch(config.batch_size)
+    if config.augment:
+        # Shifts of up to 2 px and rotations of up to ~7 degrees keep every digit legible.
+        augment = keras.Sequential(
+            [
+                keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=config.seed),
+                keras.layers.RandomRotation(0.02, fill_mode="constant", seed=config.seed + 1),
+            ]
+        )
+        data = data.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def load_classifier(path):
+    """Loads a LeNet saved by `train`, checking it fits MNIST and has the feature layer."""
+    if not os.path.isfile(path):
+        raise UserError(f"classifier file {path!r} does not exist; train one with genlab-train-lenet or pass --classifier")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad or foreign file.
+        raise UserError(f"{path!r} is not a loadable Keras model ({type(error).__name__}: {error})") from None
+    if tuple(model.inputs[0].shape[1:]) != (28, 28, 1) or model.outputs[0].shape[-1] != 10:
+        raise UserError(f"{path!r} is not an MNIST classifier: it maps {model.inputs[0].shape} to {model.outputs[0].shape}")
+    try:
+        model.get_layer(FEATURES_LAYER)
+    except ValueError:
+        raise UserError(f"{path!r} has no {FEATURES_LAYER!r} layer; train it with genlab-train-lenet") from None
+    return model

@@ -1,0 +1,75 @@
+"""The whole MNIST lab in one command: train the GAN, train (or reuse) LeNet, generate,
+classify, sort, report.
+
+  genlab-mnist-lab --output_dir=runs/lab                  # default budget: ~15 min on 2 CPU cores
+  genlab-mnist-lab --output_dir=runs/lab --gan_epochs=30 --gan_conditional
+
+Outputs: OUTPUT_DIR/gan (see genlab-train-gan), OUTPUT_DIR/lenet/lenet.keras (unless
+--classifier names an existing one), OUTPUT_DIR/sorted (see genlab-sort-digits). Run the
+same command again after an interruption: GAN training resumes, a trained LeNet is reused,
+and the sorted folder is rebuilt.
+"""
+
+import dataclasses
+import os
+
+from absl import app, flags
+
+from gan.train import train as train_gan
+from genlab.errors import exit_on_user_error
+from lenet.evaluate import format_summary, judge_generator
+from lenet.train import LeNetConfig
+from lenet.train import train as train_lenet
+from scripts.common_flags import define_common_flags, list_project_flags_in_help, write_flagfile
+from scripts.gan_flags import define_gan_flags, gan_config_from_flags
+
+define_common_flags()
+define_gan_flags(prefix="gan_")
+flags.FLAGS.set_default("gan_epochs", 8)  # Fits the ~15-minute budget with LeNet and sorting.
+flags.DEFINE_string("output_dir", "runs/lab", "Folder for everything the lab writes.")
+flags.DEFINE_string("classifier", "", "An existing LeNet .keras to reuse (default: OUTPUT_DIR/lenet/lenet.keras, trained if absent).")
+flags.DEFINE_integer("lenet_epochs", LeNetConfig.epochs, "LeNet training epochs.", lower_bound=1)
+flags.DEFINE_integer("count", 1000, "Digits to generate and sort.", lower_bound=1)
+flags.DEFINE_float("min_confidence", 0.0, "Digits LeNet is less sure of go to sorted/uncertain.", lower_bound=0.0, upper_bound=1.0)
+FLAGS = flags.FLAGS
+
+
+@exit_on_user_error
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    out = FLAGS.output_dir
+    os.makedirs(out, exist_ok=True)
+    write_flagfile(os.path.join(out, "flags.txt"), FLAGS)
+
+    print("== 1/3 Training the GAN")
+    gan_config = gan_config_from_flags(FLAGS, prefix="gan_")
+    gan_dir = os.path.join(out, "gan")
+    train_gan(gan_config, gan_dir)
+
+    classifier = FLAGS.classifier or os.path.join(out, "lenet", "lenet.keras")
+    if os.path.exists(classifier):
+        print(f"== 2/3 Reusing the trained LeNet at {classifier}")
+    else:
+        print("== 2/3 Training LeNet-5")
+        lenet_config = dataclasses.replace(LeNetConfig(), epochs=FLAGS.lenet_epochs, seed=FLAGS.seed, mnist_path=FLAGS.mnist_path)
+        result = train_lenet(lenet_config, classifier)
+        print(f"LeNet-5 test accuracy: {result.test_accuracy:.2%}")
+
+    print("== 3/3 Generating, classifying and sorting")
+    sorted_dir = os.path.join(out, "sorted")
+    summary = judge_generator(os.path.join(gan_dir, "generator.keras"), classifier, sorted_dir, count=FLAGS.count,
+                              seed=FLAGS.seed, min_confidence=FLAGS.min_confidence, overwrite=True, mnist_path=FLAGS.mnist_path)
+    print(format_summary(summary))
+    print(f"\nEverything is in {os.path.abspath(out)}:")
+    print(f"  gan/samples.gif, gan/loss_curves.png   how training went\n  lenet/                                 the judge and its confusion matrix")
+    print(f"  sorted/0..9, sorted/predictions.csv    the generated digits by label\n  sorted/summary.json, sorted/*.png      quality metrics and figures")
+
+
+def run():
+    list_project_flags_in_help()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

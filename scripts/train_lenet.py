@@ -1,0 +1,47 @@
+"""Trains LeNet-5 on MNIST; writes the model, its test accuracy and confusion matrix.
+
+  genlab-train-lenet --model_path=runs/lenet/lenet.keras
+"""
+
+from absl import app, flags
+
+from genlab.errors import exit_on_user_error
+from lenet.train import LeNetConfig, sidecar_paths, train
+from scripts.common_flags import define_common_flags, list_project_flags_in_help, positive
+
+_DEFAULTS = LeNetConfig()
+define_common_flags()
+flags.DEFINE_string("model_path", "runs/lenet/lenet.keras", "Where the trained model goes (.keras); metrics and figure beside it.")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Passes over the training set.", lower_bound=1)
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per step.", lower_bound=1)
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam's peak learning rate (cosine decay to 0).")
+flags.DEFINE_bool("augment", _DEFAULTS.augment, "Random shifts and small rotations of training digits.")
+flags.DEFINE_integer("num_train_images", _DEFAULTS.num_train_images, "Train on the first N images (0: all 60,000).", lower_bound=0)
+flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "Compile training with XLA.")
+positive("learning_rate")
+FLAGS = flags.FLAGS
+
+
+def config_from_flags():
+    return LeNetConfig(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+                       augment=FLAGS.augment, seed=FLAGS.seed, num_train_images=FLAGS.num_train_images,
+                       jit_compile=FLAGS.jit_compile, mnist_path=FLAGS.mnist_path)
+
+
+@exit_on_user_error
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    result = train(config_from_flags(), FLAGS.model_path)
+    metrics_path, confusion_path = sidecar_paths(FLAGS.model_path)
+    print(f"LeNet-5: {result.test_accuracy:.2%} MNIST test accuracy after {result.seconds:.0f} s of training.")
+    print(f"  model: {FLAGS.model_path}\n  metrics: {metrics_path}\n  confusion matrix: {confusion_path}")
+
+
+def run():
+    list_project_flags_in_help()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

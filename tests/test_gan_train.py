@@ -1,0 +1,112 @@
+"""The GAN training library: learning, determinism, divergence handling, resume checks."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from gan.callbacks import latest_checkpoint, read_history
+from gan.model import build_networks
+from gan.sampling import load_generator, sample_digits
+from gan.train import TrainConfig, fixed_noise, train
+from genlab.errors import UserError
+
+
+def tiny_config(mnist_path, **overrides):
+    fields = dict(epochs=1, batch_size=32, noise_dim=16, num_train_images=256, mnist_path=mnist_path, seed=3)
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def background_fraction(images):
+    return float((images < -0.5).mean())
+
+
+def test_a_few_epochs_on_real_digits_learn_their_look(mnist_path, tmp_path):
+    # An untrained generator's tanh outputs sit near 0 (grey); MNIST is ~80% black (-1)
+    # background. After a few epochs on 2,000 real digits, fakes must have learned that.
+    config = tiny_config(mnist_path, epochs=4, num_train_images=2000, batch_size=64, d_learning_rate=5e-4, g_learning_rate=5e-4)
+    untrained, _ = sample_digits(build_networks("default", 16, False)[0], 500)
+    result = train(config, str(tmp_path), verbose=0)
+    trained, _ = sample_digits(result.generator, 500)
+    assert background_fraction(untrained) < 0.2
+    assert background_fraction(trained) > 0.5
+    history = result.history
+    assert [int(row["epoch"]) for row in history] == [1, 2, 3, 4]
+    # The discriminator no longer wins as easily as in its first epoch.
+    assert float(history[-1]["g_loss"]) > float(history[0]["g_loss"]) or float(history[-1]["d_fake"]) > float(history[0]["d_fake"])
+
+
+def test_same_seed_same_fixed_noise_grid(mnist_path, tmp_path):
+    config = tiny_config(mnist_path)
+    first = train(config, str(tmp_path / "a"), verbose=0)
+    second = train(config, str(tmp_path / "b"), verbose=0)
+    noise, _ = fixed_noise(config)
+    np.testing.assert_array_equal(first.generator.predict(noise, verbose=0), second.generator.predict(noise, verbose=0))
+    with open(tmp_path / "a" / "samples" / "epoch_0001.png", "rb") as a, open(tmp_path / "b" / "samples" / "epoch_0001.png", "rb") as b:
+        assert a.read() == b.read()
+    other = train(dataclasses.replace(config, seed=4), str(tmp_path / "c"), verbose=0)
+    assert not np.array_equal(first.generator.predict(noise, verbose=0), other.generator.predict(noise, verbose=0))
+
+
+class PoisonGenerator(keras.callbacks.Callback):
+    """Sets a generator weight to NaN when epoch `at_epoch` (1-based) begins."""
+
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch + 1 == self.at_epoch:
+            weight = self.model.generator.trainable_weights[0]
+            weight.assign(np.full(weight.shape, np.nan, dtype="float32"))
+
+
+def test_nan_stops_training_and_keeps_last_good_checkpoint(mnist_path, tmp_path):
+    config = tiny_config(mnist_path, epochs=3)
+    with pytest.raises(UserError, match="diverged.*epoch 2.*epoch_0001.weights.h5.*resume"):
+        train(config, str(tmp_path), verbose=0, extra_callbacks=[PoisonGenerator(at_epoch=2)])
+    epochs_done, path = latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert epochs_done == 1 and path.endswith("epoch_0001.weights.h5")
+    assert not os.path.exists(tmp_path / "generator.keras")
+    # Run again: resumes from the good epoch and finishes.
+    result = train(config, str(tmp_path), verbose=0)
+    assert [int(row["epoch"]) for row in read_history(str(tmp_path / "history.csv"))] == [1, 2, 3]
+    assert np.isfinite(sample_digits(result.generator, 4)[0]).all()
+
+
+def test_resume_refuses_a_different_model(mnist_path, tmp_path):
+    train(tiny_config(mnist_path), str(tmp_path), verbose=0)
+    with pytest.raises(UserError, match="noise_dim=16, not 32.*new --output_dir"):
+        train(tiny_config(mnist_path, noise_dim=32), str(tmp_path), verbose=0)
+
+
+def test_more_epochs_continue_a_finished_run(mnist_path, tmp_path):
+    train(tiny_config(mnist_path, epochs=1), str(tmp_path), verbose=0)
+    train(tiny_config(mnist_path, epochs=2), str(tmp_path), verbose=0)
+    assert [int(row["epoch"]) for row in read_history(str(tmp_path / "history.csv"))] == [1, 2]
+
+
+def test_conditional_sampling_api(mnist_path, tmp_path):
+    train(tiny_config(mnist_path, conditional=True), str(tmp_path), verbose=0)
+    generator = load_generator(str(tmp_path / "generator.keras"))
+    images, labels = sample_digits(generator, 25, seed=1)
+    assert images.shape == (25, 28, 28, 1) and (np.abs(images) <= 1).all()
+    assert labels.tolist() == [i % 10 for i in range(25)]
+    images7, labels7 = sample_digits(generator, 3, labels=[7, 7, 7])
+    assert labels7.tolist() == [7, 7, 7]
+
+
+def test_load_generator_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_generator(str(tmp_path / "none.keras"))
+    bad = tmp_path / "bad.keras"
+    bad.write_text("not a model")
+    with pytest.raises(UserError, match="not a loadable Keras model"):
+        load_generator(str(bad))
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    other.save(str(tmp_path / "other.keras"))
+    with pytest.raises(UserError, match="not a GAN generator"):
+        load_generator(str(tmp_path / "other.keras"))

@@ -1,0 +1,85 @@
+"""The genlab-train-gan program end to end: outputs, flag errors, kill and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from gan.callbacks import read_history
+from gan.sampling import load_generator, sample_digits
+
+TINY = ["--epochs=2", "--batch_size=32", "--noise_dim=16", "--num_train_images=256"]
+
+
+def run_script(args, env_extra=None, **kwargs):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "scripts.train_gan", *args], capture_output=True, text=True, env=env, **kwargs)
+
+
+def test_writes_every_output(mnist_path, tmp_path):
+    out = tmp_path / "run"
+    result = run_script([*TINY, "--conditional", f"--output_dir={out}", f"--mnist_path={mnist_path}"])
+    assert result.returncode == 0, result.stderr
+    for name in ("generator.keras", "config.json", "flags.txt", "history.csv", "loss_curves.png",
+                 "discriminator_outputs.png", "samples.gif", "samples/epoch_0001.png", "samples/epoch_0002.png"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert [int(r["epoch"]) for r in read_history(str(out / "history.csv"))] == [1, 2]
+    assert "--conditional" in (out / "flags.txt").read_text().split()
+    images, labels = sample_digits(load_generator(str(out / "generator.keras")), 10)
+    assert images.shape == (10, 28, 28, 1) and labels.tolist() == list(range(10))
+    assert str(out) in result.stdout
+
+
+def test_flagfile_repeats_a_run(mnist_path, tmp_path):
+    first = tmp_path / "first"
+    assert run_script([*TINY, "--epochs=1", f"--output_dir={first}", f"--mnist_path={mnist_path}"]).returncode == 0
+    second = tmp_path / "second"
+    result = run_script([f"--flagfile={first / 'flags.txt'}", f"--output_dir={second}"])
+    assert result.returncode == 0, result.stderr
+    a = load_generator(str(first / "generator.keras")).predict(np.ones((2, 16), "float32"), verbose=0)
+    b = load_generator(str(second / "generator.keras")).predict(np.ones((2, 16), "float32"), verbose=0)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_flags_get_one_clear_line(tmp_path):
+    for flag, words in [("--epochs=0", "--epochs"), ("--g_learning_rate=-1", "--g_learning_rate must be greater than 0"),
+                        ("--beta_1=1.5", "--beta_1 must be in [0, 1)"), ("--strategy=cluster", "--strategy")]:
+        result = run_script([flag, f"--output_dir={tmp_path}"])
+        assert result.returncode != 0
+        assert words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_mnist_is_one_line(tmp_path):
+    result = run_script([*TINY, f"--output_dir={tmp_path}", f"--mnist_path={tmp_path}/missing.npz"])
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "error: MNIST file" in result.stderr and "MNIST_NPZ" in result.stderr
+
+
+def test_killed_run_resumes_and_finishes(mnist_path, tmp_path):
+    out = tmp_path / "run"
+    args = ["--epochs=4", "--batch_size=32", "--noise_dim=16", "--num_train_images=1024", f"--output_dir={out}", f"--mnist_path={mnist_path}"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.Popen([sys.executable, "-m", "scripts.train_gan", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "epoch_0001.weights.h5").exists() and process.poll() is None:
+        assert time.time() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "generator.keras").exists()  # Killed before the end.
+    # No temporary or partial files are left as outputs.
+    assert all(not name.endswith(".weights.h5") or name.startswith("epoch_") for name in os.listdir(out / "checkpoints")
+               if not name.startswith("."))
+
+    result = run_script(args)
+    assert result.returncode == 0, result.stderr
+    assert "Resuming from" in result.stdout
+    assert [int(r["epoch"]) for r in read_history(str(out / "history.csv"))] == [1, 2, 3, 4]
+    assert sorted(os.listdir(out / "samples")) == [f"epoch_000{i}.png" for i in range(1, 5)]
+    assert (out / "generator.keras").is_file()
