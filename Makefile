@@ -1,5 +1,5 @@
 # Two commands for a fresh machine (Python 3.10+):
-#   make run    train the GAN on a short budget and show where its samples are
+#   make run    the MNIST lab: train the GAN and LeNet, generate, classify, sort, report
 #   make test   install the test dependencies and run the test suite
 # Offline machines: MNIST_NPZ=/path/to/mnist.npz make run
 
@@ -18,7 +18,7 @@ $(BIN)/activate: setup.py
 	touch $(BIN)/activate
 
 run: $(BIN)/activate
-	$(BIN)/genlab-train-gan --output_dir=runs/gan --epochs=5
+	$(BIN)/genlab-mnist-lab --output_dir=runs/lab
 
 test: $(BIN)/activate
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,22 +1,15 @@
 """Load a trained generator and draw digits from it: the API the sorter and notebooks use."""
 
-import os
-
-import keras
 import numpy as np
 
 from gan.model import IMAGE_SHAPE, NUM_CLASSES, is_conditional
 from genlab.errors import UserError
+from genlab.files import load_model_file
 
 
 def load_generator(path):
     """Loads a generator saved by `gan.train` (`generator.keras`), checking it is one."""
-    if not os.path.isfile(path):
-        raise UserError(f"generator file {path!r} does not exist; train one with genlab-train-gan or pass --generator")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad or foreign file.
-        raise UserError(f"{path!r} is not a loadable Keras model ({type(error).__name__}: {error})") from None
+    model = load_model_file(path, "generator", "train one with genlab-train-gan, or pass --generator")
     if tuple(model.outputs[0].shape[1:]) != IMAGE_SHAPE or len(model.inputs) not in (1, 2):
         raise UserError(f"{path!r} is not a GAN generator: it maps {[i.shape for i in model.inputs]} to {model.outputs[0].shape}")
     return model

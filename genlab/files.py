@@ -50,3 +50,17 @@ def _json_default(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def load_model_file(path, what, how_to_make):
+    """Loads a `.keras` model, or raises a `UserError` naming `what` it should be and how to get one."""
+    import keras
+
+    from genlab.errors import UserError
+
+    if not os.path.isfile(path):
+        raise UserError(f"{what} file {path!r} does not exist; {how_to_make}")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad or foreign file.
+        raise UserError(f"{what} file {path!r} is not a loadable Keras model ({type(error).__name__}: {error})") from None

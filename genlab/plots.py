@@ -15,7 +15,7 @@ from genlab.files import atomic_path  # noqa: E402
 def to_uint8(images, value_range=(-1.0, 1.0)):
     """Maps float images in `value_range` to uint8 [0, 255] (the GAN's tanh range by default)."""
     low, high = value_range
-    scaled = (np.asarray(images, dtype=np.float32) - low) / (high - low)
+    scaled = np.nan_to_num((np.asarray(images, dtype=np.float32) - low) / (high - low))  # A diverged G gives NaN.
     return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
 
 

@@ -20,11 +20,11 @@ def build_lenet5(conv_filters=(6, 16)):
             keras.Input((28, 28, 1), name="image"),
             layers.Rescaling(1 / 255.0),  # Takes uint8-range pixels, like MNIST on disk.
             layers.Conv2D(first, 5, padding="same", use_bias=False),
-            layers.BatchNormalization(),
+            layers.BatchNormalization(momentum=0.9),  # Settles within a short run too.
             layers.ReLU(),
             layers.MaxPooling2D(),
             layers.Conv2D(second, 5, use_bias=False),
-            layers.BatchNormalization(),
+            layers.BatchNormalization(momentum=0.9),  # Settles within a short run too.
             layers.ReLU(),
             layers.MaxPooling2D(),
             layers.Flatten(),
@@ -37,7 +37,15 @@ def build_lenet5(conv_filters=(6, 16)):
 
 
 def probabilities_and_features(model):
-    """A model mapping images (0..255) to (softmax probabilities, 84-d features)."""
-    features = model.get_layer(FEATURES_LAYER).output
-    probabilities = keras.ops.softmax(model.output)
-    return keras.Model(model.inputs, [probabilities, features], name="lenet5_judge")
+    """A model mapping images (0..255) to (softmax probabilities, 84-d features).
+
+    Re-applies LeNet's layers to a new input, which also works for a Sequential model
+    loaded from disk (that has no symbolic outputs until called).
+    """
+    image = keras.Input((28, 28, 1), name="image")
+    x, features = image, None
+    for layer in model.layers:
+        x = layer(x)
+        if layer.name == FEATURES_LAYER:
+            features = x
+    return keras.Model(image, [keras.ops.softmax(x), features], name="lenet5_judge")

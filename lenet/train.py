@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from genlab import plots
 from genlab.errors import UserError
-from genlab.files import atomic_path, write_json
+from genlab.files import atomic_path, load_model_file, write_json
 from genlab.mnist import load_mnist
 from lenet.model import FEATURES_LAYER, build_lenet5
 
@@ -104,12 +104,7 @@ def _training_data(x, y, config):
 
 def load_classifier(path):
     """Loads a LeNet saved by `train`, checking it fits MNIST and has the feature layer."""
-    if not os.path.isfile(path):
-        raise UserError(f"classifier file {path!r} does not exist; train one with genlab-train-lenet or pass --classifier")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad or foreign file.
-        raise UserError(f"{path!r} is not a loadable Keras model ({type(error).__name__}: {error})") from None
+    model = load_model_file(path, "classifier", "train one with genlab-train-lenet, or pass --classifier")
     if tuple(model.inputs[0].shape[1:]) != (28, 28, 1) or model.outputs[0].shape[-1] != 10:
         raise UserError(f"{path!r} is not an MNIST classifier: it maps {model.inputs[0].shape} to {model.outputs[0].shape}")
     try:

@@ -1,0 +1,70 @@
+"""genlab-mnist-lab and genlab-sort-digits end to end on a tiny budget, and their errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run_module(module, args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def lab_run(tmp_path_factory, tiny_mnist):
+    out = tmp_path_factory.mktemp("lab")
+    result = run_module("scripts.mnist_lab", [
+        f"--output_dir={out}", f"--mnist_path={tiny_mnist}", "--gan_epochs=1", "--gan_batch_size=32",
+        "--gan_noise_dim=16", "--gan_conditional", "--lenet_epochs=1", "--count=60", "--min_confidence=0.2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_lab_writes_everything_and_reports(lab_run):
+    out, result = lab_run
+    for name in ("gan/generator.keras", "gan/samples.gif", "lenet/lenet.keras", "lenet/lenet.metrics.json",
+                 "lenet/lenet.confusion.png", "sorted/predictions.csv", "sorted/summary.json", "sorted/samples_by_class.png",
+                 "sorted/class_histogram.png", "sorted/confidence_histogram.png", "sorted/confusion_matrix.png", "flags.txt"):
+        assert (out / name).is_file(), name
+    with open(out / "sorted" / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["generated"]["count"] == 60 and "accuracy_vs_intended" in summary["generated"]
+    assert 1.0 <= summary["generated"]["mnist_score"] <= 10.0 and summary["real_mnist"]["mnist_fid"] >= 0
+    assert "MNIST score" in result.stdout and "real MNIST" in result.stdout
+    with open(out / "sorted" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 60 and all((out / "sorted" / r["file"]).is_file() for r in rows)
+    assert sum(summary["folder_counts"].values()) == 60
+    assert [int(r["intended_label"]) for r in rows[:10]] == list(range(10))
+
+
+def test_sort_digits_refuses_a_non_empty_folder(lab_run, tiny_mnist):
+    out, _ = lab_run
+    args = [f"--generator={out}/gan/generator.keras", f"--classifier={out}/lenet/lenet.keras",
+            f"--output_dir={out}/sorted", "--count=10", f"--mnist_path={tiny_mnist}"]
+    before = sorted(os.listdir(out / "sorted"))
+    result = run_module("scripts.sort_digits", args)
+    assert result.returncode == 2 and "not empty" in result.stderr and "--overwrite" in result.stderr
+    assert "Traceback" not in result.stderr and sorted(os.listdir(out / "sorted")) == before
+    result = run_module("scripts.sort_digits", [*args, "--overwrite"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(out / "sorted" / "summary.json") as f:
+        assert json.load(f)["count"] == 10
+
+
+@pytest.mark.parametrize("which", ["generator", "classifier"])
+def test_sort_digits_names_a_missing_or_wrong_model(lab_run, tmp_path, which):
+    out, _ = lab_run
+    models = {"generator": f"{out}/gan/generator.keras", "classifier": f"{out}/lenet/lenet.keras"}
+    missing = dict(models, **{which: str(tmp_path / "nope.keras")})
+    result = run_module("scripts.sort_digits", [f"--generator={missing['generator']}", f"--classifier={missing['classifier']}",
+                                                f"--output_dir={tmp_path}/s"])
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    swapped = {"generator": models["classifier"], "classifier": models["generator"]}
+    result = run_module("scripts.sort_digits", [f"--generator={swapped['generator']}", f"--classifier={swapped['classifier']}",
+                                                f"--output_dir={tmp_path}/s"])
+    assert result.returncode == 2 and "is not" in result.stderr and "Traceback" not in result.stderr
