@@ -22,18 +22,19 @@ def mnist_score(probabilities, eps=1e-12):
     return float(np.exp(kl.mean()))
 
 
-def frechet_distance(features_a, features_b):
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), with scipy's matrix square root."""
+def frechet_distance(features_a, features_b, eps=1e-6):
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), with scipy's matrix square root.
+
+    LeNet's ReLU features include units that never fire, which makes the covariances
+    singular; `eps * I` is added to both (in every term, so identical sets still give 0).
+    """
     a = np.asarray(features_a, dtype=np.float64)
     b = np.asarray(features_b, dtype=np.float64)
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    sigma_a, sigma_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = scipy.linalg.sqrtm(sigma_a @ sigma_b, disp=False)
-    if not np.isfinite(covmean).all():
-        # Near-singular product (e.g. dead ReLU features): regularise as the FID reference code does.
-        offset = np.eye(len(sigma_a)) * 1e-6
-        covmean = scipy.linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
-    covmean = covmean.real  # Round-off can leave tiny imaginary parts.
+    offset = np.eye(a.shape[1]) * eps
+    sigma_a = np.cov(a, rowvar=False) + offset
+    sigma_b = np.cov(b, rowvar=False) + offset
+    covmean = scipy.linalg.sqrtm(sigma_a @ sigma_b).real  # Round-off can leave tiny imaginary parts.
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean))
 
 

@@ -1,6 +1,7 @@
 """The GAN training library: learning, determinism, divergence handling, resume checks."""
 
 import dataclasses
+import json
 import os
 
 import keras
@@ -110,3 +111,29 @@ def test_load_generator_errors(tmp_path):
     other.save(str(tmp_path / "other.keras"))
     with pytest.raises(UserError, match="not a GAN generator"):
         load_generator(str(tmp_path / "other.keras"))
+
+
+def test_trains_under_a_mirrored_strategy(mnist_path, tmp_path):
+    result = train(tiny_config(mnist_path, strategy="mirrored"), str(tmp_path), verbose=0)
+    assert (tmp_path / "generator.keras").is_file()
+    assert np.isfinite([float(v) for k, v in result.history[0].items() if k != "epoch"]).all()
+
+
+def test_only_the_chief_writes(monkeypatch):
+    from genlab.distribute import is_chief
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert is_chief()
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert is_chief()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    assert not is_chief()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": dict(cluster, chief=["localhost:3"]), "task": {"type": "worker", "index": 0}}))
+    assert not is_chief()
+
+
+def test_multi_worker_without_tf_config_is_a_clear_error(mnist_path, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(UserError, match="multi_worker needs the TF_CONFIG"):
+        train(tiny_config(mnist_path, strategy="multi_worker"), str(tmp_path), verbose=0)
