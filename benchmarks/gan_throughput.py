@@ -11,7 +11,6 @@ import statistics
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 

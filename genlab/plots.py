@@ -53,7 +53,7 @@ def save_image_grid(path, images, ncols, title=None, row_labels=None, cell_inche
     _save(fig, path)
 
 
-def save_labelled_grid(path, images_by_label, ncols, title=None, value_range=None):
+def save_labelled_grid(path, images_by_label, ncols, title=None):
     """One row per label (e.g. class name), up to `ncols` images each, label on the left.
 
     `images_by_label` maps label -> uint8 images of any size (rows need not be full).

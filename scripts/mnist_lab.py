@@ -62,8 +62,8 @@ def main(argv):
                               seed=FLAGS.seed, min_confidence=FLAGS.min_confidence, overwrite=True, mnist_path=FLAGS.mnist_path)
     print(format_summary(summary))
     print(f"\nEverything is in {os.path.abspath(out)}:")
-    print(f"  gan/samples.gif, gan/loss_curves.png   how training went\n  lenet/                                 the judge and its confusion matrix")
-    print(f"  sorted/0..9, sorted/predictions.csv    the generated digits by label\n  sorted/summary.json, sorted/*.png      quality metrics and figures")
+    print("  gan/samples.gif, gan/loss_curves.png   how training went\n  lenet/                                 the judge and its confusion matrix")
+    print("  sorted/0..9, sorted/predictions.csv    the generated digits by label\n  sorted/summary.json, sorted/*.png      quality metrics and figures")
 
 
 def run():

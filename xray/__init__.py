@@ -1,0 +1,1 @@
+"""Synthetic X-ray datasets with KerasCV Stable Diffusion (issue 4; not built yet)."""
