@@ -11,6 +11,7 @@
   in conditional mode `confusion_matrix.png` (intended vs predicted).
 """
 
+import collections
 import os
 
 import numpy as np
@@ -19,7 +20,7 @@ from gan.sampling import load_generator, sample_digits
 from genlab import plots
 from genlab.files import write_json
 from genlab.mnist import load_mnist
-from lenet.metrics import NUM_CLASSES, quality_report
+from lenet.metrics import NUM_CLASSES, confusion_matrix, quality_report
 from lenet.model import probabilities_and_features
 from lenet.sorting import prepare_output_dir, publish, write_sorted_images
 from lenet.train import load_classifier
@@ -41,7 +42,7 @@ def judge_generator(generator_path, classifier_path, out_dir, count=1000, seed=0
     real_index = np.random.default_rng(seed).choice(len(x_train), size=min(count, len(x_train)), replace=False)
     real_probabilities, real_features = judge.predict(x_train[real_index][..., None].astype("float32"), batch_size=1000, verbose=0)
 
-    write_sorted_images(staging, images_uint8, probabilities, min_confidence, intended)
+    rows = write_sorted_images(staging, images_uint8, probabilities, min_confidence, intended)
     summary = {
         "generator": os.path.abspath(generator_path),
         "classifier": os.path.abspath(classifier_path),
@@ -49,7 +50,7 @@ def judge_generator(generator_path, classifier_path, out_dir, count=1000, seed=0
         "seed": seed,
         "min_confidence": min_confidence,
         "conditional": intended is not None,
-        "folder_counts": _folder_counts(staging),
+        "folder_counts": dict(sorted(collections.Counter(row["folder"] for row in rows).items())),
         "generated": quality_report(probabilities, features, test_features, intended),
         "real_mnist": quality_report(real_probabilities, real_features, test_features, y_train[real_index]),
     }
@@ -57,11 +58,6 @@ def judge_generator(generator_path, classifier_path, out_dir, count=1000, seed=0
     _save_figures(staging, images_uint8, probabilities, intended, summary)
     publish(staging, out_dir)
     return summary
-
-
-def _folder_counts(root):
-    return {name: len(os.listdir(os.path.join(root, name))) for name in sorted(os.listdir(root))
-            if os.path.isdir(os.path.join(root, name))}
 
 
 def _save_figures(root, images_uint8, probabilities, intended, summary):
@@ -76,9 +72,7 @@ def _save_figures(root, images_uint8, probabilities, intended, summary):
                          bins=np.linspace(0, 1, 21), xlabel="LeNet confidence (top probability)",
                          title="How sure LeNet is about each generated digit")
     if intended is not None:
-        confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=int)
-        np.add.at(confusion, (intended, predicted), 1)
-        plots.save_matrix(os.path.join(root, "confusion_matrix.png"), confusion, "predicted digit", "intended digit",
+        plots.save_matrix(os.path.join(root, "confusion_matrix.png"), confusion_matrix(intended, predicted), "predicted digit", "intended digit",
                           f"Intended vs predicted: {summary['generated']['accuracy_vs_intended']:.1%} agree")
 
 

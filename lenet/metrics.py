@@ -38,6 +38,13 @@ def frechet_distance(features_a, features_b, eps=1e-6):
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean))
 
 
+def confusion_matrix(true_labels, predicted):
+    """Counts per (true, predicted) pair: rows are true labels, columns predictions."""
+    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=int)
+    np.add.at(matrix, (np.asarray(true_labels), np.asarray(predicted)), 1)
+    return matrix
+
+
 def class_distribution(predicted):
     counts = np.bincount(np.asarray(predicted), minlength=NUM_CLASSES)
     return counts / max(1, counts.sum())

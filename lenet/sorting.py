@@ -6,7 +6,6 @@ one row per image file.
 """
 
 import csv
-import io
 import os
 import shutil
 import tempfile
@@ -61,10 +60,8 @@ def write_sorted_images(out_dir, images_uint8, probabilities, min_confidence=0.0
         folder = folder_for(probs, min_confidence)
         relative = f"{folder}/{index:06d}.png"
         os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
-        buffer = io.BytesIO()
-        Image.fromarray(np.squeeze(image, axis=-1) if image.ndim == 3 else image, mode="L").save(buffer, format="PNG")
-        with open(os.path.join(out_dir, relative), "wb") as f:
-            f.write(buffer.getvalue())
+        # Written straight into the staging folder: `publish` makes the whole folder appear at once.
+        Image.fromarray(np.squeeze(image, axis=-1) if image.ndim == 3 else image, mode="L").save(os.path.join(out_dir, relative))
         row = {"file": relative, "folder": folder, "predicted_label": int(probs.argmax()), "confidence": float(probs.max())}
         if intended_labels is not None:
             row["intended_label"] = int(intended_labels[index])

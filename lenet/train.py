@@ -16,6 +16,7 @@ from genlab import plots
 from genlab.errors import UserError
 from genlab.files import atomic_path, load_model_file, write_json
 from genlab.mnist import load_mnist
+from lenet.metrics import confusion_matrix
 from lenet.model import FEATURES_LAYER, build_lenet5
 
 
@@ -69,8 +70,7 @@ def train(config, model_path, verbose=1):
     logits = model.predict(x_test[..., None].astype("float32"), batch_size=1000, verbose=0)
     predicted = logits.argmax(axis=1)
     accuracy = float((predicted == y_test).mean())
-    confusion = np.zeros((10, 10), dtype=int)
-    np.add.at(confusion, (y_test, predicted), 1)
+    confusion = confusion_matrix(y_test, predicted)
 
     os.makedirs(os.path.dirname(os.path.abspath(model_path)), exist_ok=True)
     with atomic_path(model_path) as tmp:

@@ -3,9 +3,10 @@
 import os
 import sys
 
-from absl import flags
+from absl import app, flags
 
 from genlab.distribute import STRATEGIES
+from genlab.errors import exit_on_user_error
 from genlab.files import write_text
 from genlab.mnist import ENV_VAR
 
@@ -37,7 +38,24 @@ def write_flagfile(path, flag_values):
     write_text(path, "\n".join(sorted(lines)) + "\n")
 
 
-def list_project_flags_in_help():
+def run_program(main):
+    """Runs a program's flag-free `main()` under absl, as every script here does.
+
+    `--help` lists this project's flags, stray positional arguments are refused, and a
+    `UserError` ends the program with one line and exit status 2.
+    """
+    _list_project_flags_in_help()
+
+    @exit_on_user_error
+    def main_with_argv(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        main()
+
+    app.run(main_with_argv)
+
+
+def _list_project_flags_in_help():
     """Makes `--help` list this project's flags, also under a console-script entry point.
 
     absl's `--help` shows the key flags of the program's main module (named by argv[0]),

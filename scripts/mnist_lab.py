@@ -13,14 +13,13 @@ and the sorted folder is rebuilt.
 import dataclasses
 import os
 
-from absl import app, flags
+from absl import flags
 
 from gan.train import train as train_gan
-from genlab.errors import exit_on_user_error
 from lenet.evaluate import format_summary, judge_generator
 from lenet.train import LeNetConfig
 from lenet.train import train as train_lenet
-from scripts.common_flags import define_common_flags, list_project_flags_in_help, write_flagfile
+from scripts.common_flags import define_common_flags, run_program, write_flagfile
 from scripts.gan_flags import define_gan_flags, gan_config_from_flags
 
 define_common_flags()
@@ -34,10 +33,7 @@ flags.DEFINE_float("min_confidence", 0.0, "Digits LeNet is less sure of go to so
 FLAGS = flags.FLAGS
 
 
-@exit_on_user_error
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main():
     out = FLAGS.output_dir
     os.makedirs(out, exist_ok=True)
     write_flagfile(os.path.join(out, "flags.txt"), FLAGS)
@@ -67,8 +63,7 @@ def main(argv):
 
 
 def run():
-    list_project_flags_in_help()
-    app.run(main)
+    run_program(main)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ summary.json and figures; prints the quality metrics beside real MNIST's.
 
 import os
 
-from absl import app, flags
+from absl import flags
 
-from genlab.errors import exit_on_user_error
 from lenet.evaluate import format_summary, judge_generator
-from scripts.common_flags import define_common_flags, list_project_flags_in_help
+from scripts.common_flags import define_common_flags, run_program
 
 define_common_flags()
 flags.DEFINE_string("generator", "runs/gan/generator.keras", "Trained generator (.keras) from genlab-train-gan.")
@@ -25,10 +24,7 @@ flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir (otherwi
 FLAGS = flags.FLAGS
 
 
-@exit_on_user_error
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main():
     summary = judge_generator(FLAGS.generator, FLAGS.classifier, FLAGS.output_dir, count=FLAGS.count, seed=FLAGS.seed,
                               min_confidence=FLAGS.min_confidence, overwrite=FLAGS.overwrite, mnist_path=FLAGS.mnist_path)
     print(format_summary(summary))
@@ -36,8 +32,7 @@ def main(argv):
 
 
 def run():
-    list_project_flags_in_help()
-    app.run(main)
+    run_program(main)
 
 
 if __name__ == "__main__":

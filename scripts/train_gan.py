@@ -9,11 +9,10 @@ OUTPUT_DIR/flags.txt, so `--flagfile=OUTPUT_DIR/flags.txt` repeats a run.
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from gan.train import train
-from genlab.errors import exit_on_user_error
-from scripts.common_flags import define_common_flags, list_project_flags_in_help, write_flagfile
+from scripts.common_flags import define_common_flags, run_program, write_flagfile
 from scripts.gan_flags import define_gan_flags, gan_config_from_flags
 
 define_common_flags()
@@ -22,10 +21,7 @@ flags.DEFINE_string("output_dir", "runs/gan", "Where samples, plots, logs, check
 FLAGS = flags.FLAGS
 
 
-@exit_on_user_error
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main():
     config = gan_config_from_flags(FLAGS)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     write_flagfile(os.path.join(FLAGS.output_dir, "flags.txt"), FLAGS)
@@ -35,8 +31,7 @@ def main(argv):
 
 
 def run():
-    list_project_flags_in_help()
-    app.run(main)
+    run_program(main)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,10 @@
   genlab-train-lenet --model_path=runs/lenet/lenet.keras
 """
 
-from absl import app, flags
+from absl import flags
 
-from genlab.errors import exit_on_user_error
 from lenet.train import LeNetConfig, sidecar_paths, train
-from scripts.common_flags import define_common_flags, list_project_flags_in_help, positive
+from scripts.common_flags import define_common_flags, run_program, positive
 
 _DEFAULTS = LeNetConfig()
 define_common_flags()
@@ -28,10 +27,7 @@ def config_from_flags():
                        jit_compile=FLAGS.jit_compile, mnist_path=FLAGS.mnist_path)
 
 
-@exit_on_user_error
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main():
     result = train(config_from_flags(), FLAGS.model_path)
     metrics_path, confusion_path = sidecar_paths(FLAGS.model_path)
     print(f"LeNet-5: {result.test_accuracy:.2%} MNIST test accuracy after {result.seconds:.0f} s of training.")
@@ -39,8 +35,7 @@ def main(argv):
 
 
 def run():
-    list_project_flags_in_help()
-    app.run(main)
+    run_program(main)
 
 
 if __name__ == "__main__":
