@@ -31,6 +31,7 @@ setup(
             "genlab-train-lenet=scripts.train_lenet:run",
             "genlab-sort-digits=scripts.sort_digits:run",
             "genlab-mnist-lab=scripts.mnist_lab:run",
+            "genlab-xray=scripts.generate_xrays:run",
         ],
     },
 )

@@ -7,16 +7,18 @@ import tempfile
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, temp_suffix=None):
     """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
 
     The temporary name keeps the final suffix (`x.tmp-abc.png`), so libraries that pick a
-    format from the extension (PIL, matplotlib, Keras) write the right one.
+    format from the extension (PIL, matplotlib, Keras) write the right one. A dataset
+    writer passes `temp_suffix` instead, so a file left by a killed job never carries a
+    name that image loaders pick up.
     """
     path = os.fspath(path)
     directory, name = os.path.split(path)
     stem, suffix = _split_suffix(name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=suffix, dir=directory or ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=temp_suffix or suffix, dir=directory or ".")
     os.close(fd)
     try:
         yield tmp

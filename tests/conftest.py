@@ -6,16 +6,21 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_MNIST = os.path.join(REPO, "..", "shared", "data", "mnist.npz")
+SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
+
+
+def _local_file(env_var, shared_name):
+    """A stand-in for a download: $env_var, else ../shared/data/shared_name (CI's layout)."""
+    path = os.environ.get(env_var) or os.path.join(SHARED_DATA, shared_name)
+    if not os.path.isfile(path):
+        pytest.skip(f"no local {shared_name}: set {env_var}=/path/to/{os.path.basename(shared_name)}")
+    return os.path.abspath(path)
 
 
 @pytest.fixture(scope="session")
 def mnist_path():
-    """Real MNIST: $MNIST_NPZ, else ../shared/data/mnist.npz (CI's layout)."""
-    path = os.environ.get("MNIST_NPZ") or SHARED_MNIST
-    if not os.path.isfile(path):
-        pytest.skip("no local MNIST: set MNIST_NPZ=/path/to/mnist.npz")
-    return os.path.abspath(path)
+    """Real MNIST in keras.datasets.mnist's layout."""
+    return _local_file("MNIST_NPZ", "mnist.npz")
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +31,17 @@ def tiny_mnist(tmp_path_factory, mnist_path):
     path = tmp_path_factory.mktemp("mnist") / "tiny_mnist.npz"
     np.savez(path, **arrays)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def clip_bpe_path():
+    """CLIP's BPE merges, the file KerasCV's tokenizer downloads."""
+    return _local_file("CLIP_BPE_PATH", "clip/bpe_simple_vocab_16e6.txt.gz")
+
+
+@pytest.fixture(scope="session")
+def random_sd(clip_bpe_path):
+    """KerasCV's real Stable Diffusion networks at 128x128 with random weights (built once, ~45 s)."""
+    from xray.weights import load_stable_diffusion
+
+    return load_stable_diffusion(128, "random", tokenizer_path=clip_bpe_path)

@@ -1,0 +1,82 @@
+"""Generates a synthetic X-ray dataset with KerasCV's Stable Diffusion: one folder per class.
+
+  genlab-xray --output_dir=runs/xray --images_per_prompt=20             # KerasCV's v1.4 download
+  genlab-xray --prompt_file=prompts.yaml --weights=local --weights_path=/data/kcv_weights
+  genlab-xray --weights=diffusers --weights_path=/data/roentgen          # a diffusers checkpoint
+  genlab-xray --weights=random --image_size=128 --steps=2                # smoke test: noise images
+
+Writes OUTPUT_DIR/<class>/<class>_NNNN.png (grayscale), OUTPUT_DIR/metadata.csv and
+OUTPUT_DIR/sample_grid.png. Run the same command again after an interruption: finished
+images are kept and the rest are made. To split the work over N machines, run shard
+--shard_index=0..N-1 with --num_shards=N into one shared folder, then `--merge` once.
+"""
+
+import os
+
+from absl import flags
+
+from genlab.errors import UserError
+from scripts.common_flags import positive, run_program
+from xray import dataset
+from xray.generate import XrayConfig, generate_dataset
+from xray.prompts import BUILTIN_PROMPTS, load_prompt_file
+from xray.weights import PRECISIONS, TOKENIZER_ENV_VAR, WEIGHT_SOURCES, load_stable_diffusion
+
+_DEFAULTS = XrayConfig()
+flags.DEFINE_string("output_dir", "runs/xray", "The dataset folder (created; a finished run's images are reused).")
+flags.DEFINE_string("prompt_file", "", "JSON or YAML list of {class, prompt, negative_prompt?, count?} replacing the built-in prompts.")
+flags.DEFINE_integer("images_per_prompt", _DEFAULTS.images_per_prompt, "Images per class (a prompt file's `count` wins).")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per U-Net call; does not change the images.")
+flags.DEFINE_integer("steps", _DEFAULTS.steps, "Denoising steps per image.")
+flags.DEFINE_float("guidance_scale", _DEFAULTS.guidance_scale, "Classifier-free guidance: higher follows the prompt more closely; 1 turns it off.", lower_bound=1.0)
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Run seed; each image's seed derives from it, its prompt and its index.", lower_bound=0)
+flags.DEFINE_integer("image_size", 512, "Image height and width in pixels, a multiple of 128 (Stable Diffusion 1.x was trained at 512).")
+flags.DEFINE_string("negative_prompt", _DEFAULTS.negative_prompt, "What the images should not look like (a prompt file's entry wins; '' for none).")
+flags.DEFINE_enum("weights", "keras_cv", WEIGHT_SOURCES, "Weight source: KerasCV's download, a local folder, a diffusers checkpoint, or random (smoke tests).")
+flags.DEFINE_string("weights_path", "", "The folder for --weights=local or --weights=diffusers.")
+flags.DEFINE_string("tokenizer_path", os.environ.get(TOKENIZER_ENV_VAR, ""), f"CLIP's bpe_simple_vocab_16e6.txt.gz (default: ${TOKENIZER_ENV_VAR}, else KerasCV's download).")
+flags.DEFINE_enum("precision", "float32", PRECISIONS, "Compute precision; mixed_bfloat16 is about 2x faster on CPUs with AVX-512 BF16.")
+flags.DEFINE_bool("jit_compile", False, "Compile the networks with XLA (slow first batch; faster steps on some machines).")
+flags.DEFINE_integer("num_shards", 1, "Split the images over this many independent jobs.")
+flags.DEFINE_integer("shard_index", 0, "Which shard this job makes, 0..num_shards-1.", lower_bound=0)
+flags.DEFINE_bool("merge", False, "Only rebuild metadata.csv and sample_grid.png from the PNGs in --output_dir (after sharded runs).")
+for _name in ("images_per_prompt", "batch_size", "steps", "num_shards"):
+    positive(_name)
+FLAGS = flags.FLAGS
+
+
+def main():
+    out = FLAGS.output_dir
+    if FLAGS.merge:
+        if not os.path.isdir(out):
+            raise UserError(f"--output_dir={out!r} does not exist; point --merge at the shards' dataset folder")
+        rows = dataset.write_index(out)
+        print(f"Indexed {len(rows)} images: {os.path.join(out, dataset.METADATA_FILE)}, {os.path.join(out, dataset.GRID_FILE)}")
+        return
+    config = XrayConfig(
+        images_per_prompt=FLAGS.images_per_prompt, batch_size=FLAGS.batch_size, steps=FLAGS.steps,
+        guidance_scale=FLAGS.guidance_scale, seed=FLAGS.seed, negative_prompt=FLAGS.negative_prompt,
+        num_shards=FLAGS.num_shards, shard_index=FLAGS.shard_index,
+    )
+    dataset.shard([], config.num_shards, config.shard_index)  # Checks the shard flags before any work.
+    class_prompts = load_prompt_file(FLAGS.prompt_file) if FLAGS.prompt_file else BUILTIN_PROMPTS
+    texts = {config.negative_prompt} | {p.prompt for p in class_prompts} | {p.negative_prompt for p in class_prompts if p.negative_prompt}
+    models = load_stable_diffusion(
+        FLAGS.image_size, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path,
+        precision=FLAGS.precision, jit_compile=FLAGS.jit_compile, check_texts=sorted(texts),
+    )
+    os.makedirs(out, exist_ok=True)
+    result = generate_dataset(models, class_prompts, config, out)
+    print(f"Made {result.made} images in {result.seconds:.0f} s ({result.skipped} were already done) in {os.path.abspath(out)}.")
+    if result.indexed:
+        print(f"  {dataset.METADATA_FILE} (one row per image) and {dataset.GRID_FILE} (a few images per class).")
+    else:
+        print(f"  Shard {config.shard_index + 1} of {config.num_shards} done; when all are, run: genlab-xray --merge --output_dir={out}")
+
+
+def run():
+    run_program(main)
+
+
+if __name__ == "__main__":
+    run()

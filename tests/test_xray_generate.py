@@ -1,0 +1,91 @@
+"""Generation with KerasCV's real networks (random weights, 128 px, 2 steps): sampler, seeds, shards."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras_cv.src.models.stable_diffusion.stable_diffusion import StableDiffusion
+from PIL import Image
+
+from xray import dataset
+from xray.generate import XrayConfig, generate_dataset
+from xray.prompts import ClassPrompt
+from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
+
+PROMPTS = [ClassPrompt("chest_normal", "Frontal chest X-ray of healthy lungs"),
+           ClassPrompt("radius_fracture", "X-ray of a fractured radius bone", "color")]
+CONFIG = XrayConfig(images_per_prompt=3, batch_size=3, steps=2, negative_prompt="")
+
+
+def _pixels(folder):
+    return {str(p.relative_to(folder)): np.asarray(Image.open(p), dtype=np.int16) for p in sorted(folder.glob("*/*.png"))}
+
+
+def _assert_same_images(a, b):
+    assert a.keys() == b.keys()
+    for name in a:  # Batched convolutions may round differently: at most one grey level.
+        assert np.abs(a[name] - b[name]).max() <= 1, name
+
+
+@pytest.fixture(scope="module")
+def whole_dataset(random_sd, tmp_path_factory):
+    out = tmp_path_factory.mktemp("xray") / "data"
+    result = generate_dataset(random_sd, PROMPTS, CONFIG, str(out), verbose=False)
+    assert (result.made, result.skipped, result.indexed) == (6, 0, True)
+    return out
+
+
+def test_sampler_is_keras_cv_generate_image(random_sd):
+    # KerasCV's own pipeline over the same networks, the same prompt and the same noise.
+    keras_cv_sd = StableDiffusion(128, 128, jit_compile=False)
+    keras_cv_sd._text_encoder, keras_cv_sd._diffusion_model = random_sd.text_encoder, random_sd.diffusion_model
+    keras_cv_sd._decoder, keras_cv_sd._tokenizer = random_sd.decoder, random_sd.tokenizer
+    noise = initial_noise(seed=3, image_size=128)[None]
+    expected = keras_cv_sd.generate_image(keras_cv_sd.encode_text(PROMPTS[0].prompt), num_steps=3,
+                                          diffusion_noise=noise, unconditional_guidance_scale=7.5)
+    context, unconditional = encode_texts(random_sd, [PROMPTS[0].prompt, ""])
+    latents = sample_latents(random_sd, noise, context[None], unconditional[None], num_steps=3, guidance_scale=7.5)
+    ours = decode_to_uint8(random_sd, latents).astype(np.int16)
+    assert ours.shape == (1, 128, 128, 3)
+    assert np.abs(ours - expected).max() <= 1  # KerasCV truncates to uint8 where we round.
+
+
+def test_writes_class_folders_metadata_and_grid(whole_dataset):
+    assert sorted(os.listdir(whole_dataset)) == ["chest_normal", "metadata.csv", "radius_fracture", "sample_grid.png"]
+    assert sorted(os.listdir(whole_dataset / "radius_fracture")) == [f"radius_fracture_000{i}.png" for i in range(3)]
+    row = dataset.read_png_metadata(str(whole_dataset / "radius_fracture" / "radius_fracture_0001.png"))
+    assert row["negative_prompt"] == "color" and row["weight_source"].startswith("random (UNTRAINED")
+    assert (row["height"], row["steps"], row["guidance_scale"]) == (128, 2, 7.5)
+    images = _pixels(whole_dataset)
+    assert all(image.shape == (128, 128) for image in images.values())
+    assert len({image.tobytes() for image in images.values()}) == 6  # Every image has its own noise.
+
+
+def test_loads_with_keras_image_dataset_from_directory(whole_dataset):
+    data = keras.utils.image_dataset_from_directory(
+        str(whole_dataset), color_mode="grayscale", image_size=(128, 128), batch_size=4, shuffle=False)
+    assert data.class_names == ["chest_normal", "radius_fracture"]
+    labels = np.concatenate([y.numpy() for _, y in data])
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1]
+    first = next(iter(data))[0].numpy()
+    assert first.shape == (4, 128, 128, 1)
+    np.testing.assert_array_equal(first[0, ..., 0], _pixels(whole_dataset)["chest_normal/chest_normal_0000.png"])
+
+
+def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(random_sd, whole_dataset, tmp_path):
+    out = tmp_path / "sharded"
+    for index in range(2):
+        config = XrayConfig(**{**CONFIG.__dict__, "batch_size": 2, "num_shards": 2, "shard_index": index})
+        result = generate_dataset(random_sd, PROMPTS, config, str(out), verbose=False)
+        assert (result.made, result.indexed) == (3, False)
+    rows = dataset.write_index(str(out))
+    assert [row["file_name"] for row in rows] == sorted(_pixels(whole_dataset))
+    _assert_same_images(_pixels(out), _pixels(whole_dataset))  # Same images whatever the batches and shards.
+
+    lost = out / "chest_normal" / "chest_normal_0002.png"
+    os.remove(lost)
+    config = XrayConfig(**{**CONFIG.__dict__, "batch_size": 1})
+    result = generate_dataset(random_sd, PROMPTS, config, str(out), verbose=False)
+    assert (result.made, result.skipped) == (1, 5)
+    _assert_same_images(_pixels(out), _pixels(whole_dataset))

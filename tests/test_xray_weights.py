@@ -1,0 +1,72 @@
+"""Weight sources: local folders round-trip KerasCV's file format; bad sources fail with one line."""
+
+import h5py
+import numpy as np
+import pytest
+
+from genlab.errors import UserError
+from xray import weights
+from xray.weights import KERAS_CV_FILES, load_stable_diffusion, load_tokenizer, save_keras_cv_weights
+
+
+def _save_folder(models, folder):
+    for network, (name, _) in KERAS_CV_FILES.items():
+        save_keras_cv_weights(getattr(models, network), str(folder / name))
+
+
+@pytest.mark.parametrize("make_folder, message", [
+    (lambda folder: None, "is not a folder"),
+    (lambda folder: folder.mkdir(), "lacks kcv_encoder.h5, kcv_diffusion_model.h5, kcv_decoder.h5"),
+    (lambda folder: [folder.mkdir()] + [(folder / name).write_bytes(b"not hdf5") for name, _ in KERAS_CV_FILES.values()],
+     "kcv_encoder.h5, kcv_diffusion_model.h5, kcv_decoder.h5 is not an HDF5 weight file"),
+])
+def test_local_folder_problems_name_the_flag(tmp_path, clip_bpe_path, make_folder, message):
+    folder = tmp_path / "weights"
+    make_folder(folder)
+    with pytest.raises(UserError, match=message) as error:
+        load_stable_diffusion(128, "local", str(folder), clip_bpe_path)
+    assert "--weights_path" in str(error.value)
+
+
+def test_offline_download_stops_with_the_offline_flags(tmp_path, monkeypatch, clip_bpe_path):
+    # A name nothing has cached and an address that refuses at once: the offline case, hermetic.
+    monkeypatch.setattr(weights, "_HF", "http://127.0.0.1:9/")
+    monkeypatch.setattr(weights, "KERAS_CV_FILES", {"text_encoder": ("genlab-test-absent.h5", "0" * 64)})
+    with pytest.raises(UserError, match="could not download genlab-test-absent.h5.*--weights=local --weights_path=DIR.*--weights=random"):
+        load_stable_diffusion(128, "keras_cv", tokenizer_path=clip_bpe_path)
+
+
+@pytest.mark.parametrize("size", [0, 100, 200])
+def test_image_size_must_be_a_multiple_of_128(size):
+    with pytest.raises(UserError, match=f"--image_size={size} is not a positive multiple of 128"):
+        load_stable_diffusion(size, "random")
+
+
+def test_tokenizer_file_problems_name_the_flag(tmp_path):
+    with pytest.raises(UserError, match="--tokenizer_path"):
+        load_tokenizer(str(tmp_path / "missing.txt.gz"))
+    bad = tmp_path / "bpe.txt.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(UserError, match="not the gzipped merges file"):
+        load_tokenizer(str(bad))
+
+
+def test_local_folder_round_trips_keras_cv_files(random_sd, tmp_path, clip_bpe_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    _save_folder(random_sd, folder)
+    loaded = load_stable_diffusion(128, "local", str(folder), clip_bpe_path)
+    assert loaded.weight_source.startswith("local (") and not loaded.is_random
+    for network in ("text_encoder", "diffusion_model", "decoder"):
+        for mine, theirs in zip(getattr(random_sd, network).weights, getattr(loaded, network).weights):
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_a_file_of_another_network_is_refused(random_sd, tmp_path, clip_bpe_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    save_keras_cv_weights(random_sd.decoder, str(folder / "kcv_encoder.h5"))
+    for name in ("kcv_diffusion_model.h5", "kcv_decoder.h5"):
+        h5py.File(folder / name, "w").close()
+    with pytest.raises(UserError, match="kcv_encoder.h5' does not fit KerasCV's text_encoder"):
+        load_stable_diffusion(128, "local", str(folder), clip_bpe_path)

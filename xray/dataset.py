@@ -1,0 +1,170 @@
+"""The X-ray dataset on disk: which images a run makes, where they go, and the index over them.
+
+    OUT/<class_name>/<class_name>_<index>.png   grayscale, its own metadata in a PNG text chunk
+    OUT/metadata.csv                            one row per PNG (Hugging Face ImageFolder's layout)
+    OUT/sample_grid.png                         a few images per class, for checking anatomy
+
+Each PNG carries its generation record, so the metadata cannot drift from the files: a
+killed run leaves only whole PNGs (written under a temporary name, then renamed), and
+`write_index` rebuilds `metadata.csv` from the PNGs that exist, whoever wrote them.
+"""
+
+import collections
+import csv
+import dataclasses
+import glob
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from genlab.errors import UserError
+from genlab.files import atomic_path, write_text
+from genlab.plots import save_labelled_grid
+
+METADATA_FILE = "metadata.csv"
+GRID_FILE = "sample_grid.png"
+PNG_TEXT_KEY = "genlab"  # The PNG text chunk holding an image's metadata row as JSON.
+PARTIAL_SUFFIX = ".partial"  # A killed write leaves this, which no image loader reads.
+# The settings that decide an image's pixels: an existing file made with other values
+# must not be mixed into the dataset by a resumed run.
+PIXEL_SETTINGS = ("prompt", "negative_prompt", "seed", "steps", "guidance_scale", "height", "width",
+                  "sampler", "precision", "weight_source")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageJob:
+    """One image of the dataset: what to draw and where it goes."""
+
+    class_name: str
+    index: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+
+    @property
+    def file_name(self):
+        """The path inside the dataset folder, e.g. `chest_normal/chest_normal_0007.png`."""
+        return f"{self.class_name}/{self.class_name}_{self.index:04d}.png"
+
+
+def image_seed(run_seed, prompt, index):
+    """An image's own seed, from the run seed, its prompt and its index (SHA-256, 31 bits).
+
+    Stable across processes, machines and batch sizes, unlike Python's salted `hash`.
+    """
+    digest = hashlib.sha256(f"{run_seed}\x00{prompt}\x00{index}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def plan_images(class_prompts, images_per_prompt, run_seed, negative_prompt):
+    """Every image of the dataset, class by class, in a fixed order."""
+    return [
+        ImageJob(cp.class_name, index, cp.prompt,
+                 cp.negative_prompt if cp.negative_prompt is not None else negative_prompt,
+                 image_seed(run_seed, cp.prompt, index))
+        for cp in class_prompts
+        for index in range(cp.count or images_per_prompt)
+    ]
+
+
+def shard(jobs, num_shards, shard_index):
+    """This shard's jobs: every `num_shards`-th from `shard_index`, so classes spread evenly."""
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise UserError(f"--shard_index={shard_index} must be in [0, --num_shards={num_shards})")
+    return jobs[shard_index::num_shards]
+
+
+def pending_jobs(output_dir, jobs, settings):
+    """The jobs whose PNG does not exist yet; refuses existing PNGs made with other settings."""
+    pending = []
+    for job in jobs:
+        path = os.path.join(output_dir, job.file_name)
+        if not os.path.exists(path):
+            pending.append(job)
+            continue
+        made_with = read_png_metadata(path)
+        wanted = dict(settings, prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed)
+        differs = [key for key in PIXEL_SETTINGS if str(made_with.get(key)) != str(wanted[key])]
+        if differs:
+            key = differs[0]
+            raise UserError(
+                f"{path} was made with {key}={made_with.get(key)!r}, this run asks for {wanted[key]!r}; "
+                "use a new --output_dir, or rerun with the settings the folder was made with"
+            )
+    return pending
+
+
+def remove_partial_files(output_dir):
+    """Deletes what a killed write left behind (only ever under the `.partial` name)."""
+    for path in glob.glob(os.path.join(output_dir, "*", f".*{PARTIAL_SUFFIX}")):
+        os.remove(path)
+
+
+def write_png(output_dir, job, rgb_image, settings):
+    """Saves one image as grayscale PNG with its metadata row inside; returns the row."""
+    row = dict(settings, file_name=job.file_name, class_name=job.class_name, index=job.index,
+               prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PNG_TEXT_KEY, json.dumps(row, sort_keys=True))
+    # X-rays are single-channel; ITU-R 601 luma keeps what the decoder drew.
+    image = Image.fromarray(rgb_image).convert("L")
+    path = os.path.join(output_dir, job.file_name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_path(path, temp_suffix=PARTIAL_SUFFIX) as tmp:
+        image.save(tmp, format="PNG", pnginfo=info)
+    return row
+
+
+def read_png_metadata(path):
+    """The metadata row stored in one of our PNGs, or a `UserError` for any other file."""
+    try:
+        with Image.open(path) as image:
+            text = image.info.get(PNG_TEXT_KEY)  # Text chunks come before the pixels: no decode.
+    except OSError as error:
+        raise UserError(f"{path} is not a readable PNG ({error}); delete it and run again to regenerate it") from None
+    if text is None:
+        raise UserError(f"{path} has no generation record, so it was not made by this tool; move it out of the dataset folder")
+    return json.loads(text)
+
+
+def write_index(output_dir, grid_images_per_class=4):
+    """Rebuilds `metadata.csv` and `sample_grid.png` from the PNGs in `output_dir` (the merge step).
+
+    Returns the rows. Safe to run at any time; shards call it once all of them are done.
+    """
+    remove_partial_files(output_dir)
+    paths = sorted(glob.glob(os.path.join(output_dir, "*", "*.png")))
+    rows = [read_png_metadata(path) for path in paths]
+    if not rows:
+        raise UserError(f"{output_dir} holds no generated images yet; run the generator first")
+    for path, row in zip(paths, rows):
+        if os.path.relpath(path, output_dir).replace(os.sep, "/") != row["file_name"]:
+            raise UserError(f"{path} says it is {row['file_name']!r}; a file was moved or renamed, put it back or delete it")
+    _write_csv(os.path.join(output_dir, METADATA_FILE), rows)
+    _write_grid(output_dir, rows, grid_images_per_class)
+    return rows
+
+
+def _write_csv(path, rows):
+    columns = ["file_name", "class_name", "index"] + sorted(set().union(*rows) - {"file_name", "class_name", "index"})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def _write_grid(output_dir, rows, per_class):
+    by_class = collections.defaultdict(list)
+    for row in rows:
+        if len(by_class[row["class_name"]]) < per_class:
+            with Image.open(os.path.join(output_dir, row["file_name"])) as image:
+                by_class[row["class_name"]].append(np.asarray(image))
+    sources = sorted({row["weight_source"] for row in rows})
+    title = f"{len(rows)} images, {len(by_class)} classes; weights: {', '.join(sources)}"
+    ncols = max(len(images) for images in by_class.values())
+    save_labelled_grid(os.path.join(output_dir, GRID_FILE), dict(sorted(by_class.items())), ncols, title=title)

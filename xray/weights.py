@@ -1,0 +1,180 @@
+"""Where Stable Diffusion's weights come from, and building KerasCV's networks with them.
+
+Four sources, chosen by the X-ray script's `--weights`:
+  keras_cv   KerasCV's own v1.4 files, downloaded once from Hugging Face into Keras's cache;
+  local      a folder holding those files (or files our diffusers bridge wrote), offline;
+  diffusers  a Hugging Face diffusers checkpoint folder, converted on load by `xray.bridge`;
+  random     untrained weights: smoke tests and timing only, the images are noise.
+Every network is built with `download_weights=False` and loaded here, so nothing is
+fetched that the chosen source does not name, and a missing file stops the run before
+any network is built.
+"""
+
+import dataclasses
+import os
+
+import h5py
+import keras
+from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
+from keras_cv.src.models.stable_diffusion.decoder import Decoder
+from keras_cv.src.models.stable_diffusion.diffusion_model import DiffusionModel
+from keras_cv.src.models.stable_diffusion.text_encoder import TextEncoder
+
+from genlab.errors import UserError
+from genlab.files import atomic_path
+from xray.sampler import NoiseSchedule, tokenize
+
+WEIGHT_SOURCES = ("keras_cv", "local", "diffusers", "random")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+MAX_PROMPT_TOKENS = 77
+NETWORKS = ("text_encoder", "diffusion_model", "decoder")
+TOKENIZER_ENV_VAR = "CLIP_BPE_PATH"
+
+# KerasCV 0.9.0's download addresses and pinned hashes (its constructors hold them inline).
+_HF = "https://huggingface.co/fchollet/stable-diffusion/resolve/main/"
+KERAS_CV_FILES = {
+    "text_encoder": ("kcv_encoder.h5", "4789e63e07c0e54d6a34a29b45ce81ece27060c499a709d556c7755b42bb0dc4"),
+    "diffusion_model": ("kcv_diffusion_model.h5", "8799ff9763de13d7f30a683d653018e114ed24a6a819667da4f5ee10f9e805fe"),
+    "decoder": ("kcv_decoder.h5", "ad350a65cc8bc4a80c8103367e039a3329b4231c2469a1093869a345f55b1962"),
+}
+CLIP_BPE_URL = "https://github.com/openai/CLIP/blob/main/clip/bpe_simple_vocab_16e6.txt.gz?raw=true"
+CLIP_BPE_HASH = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
+
+_OFFLINE_HELP = (
+    "on a machine without internet pass --weights=local --weights_path=DIR (a folder with "
+    + ", ".join(name for name, _ in KERAS_CV_FILES.values())
+    + "), --weights=diffusers --weights_path=CHECKPOINT, or --weights=random for a smoke test"
+)
+
+
+@dataclasses.dataclass
+class StableDiffusionModels:
+    """KerasCV's three networks and tokenizer with loaded weights, ready to sample."""
+
+    tokenizer: object
+    text_encoder: keras.Model
+    diffusion_model: keras.Model
+    decoder: keras.Model
+    weight_source: str  # What the metadata records, e.g. "keras_cv (Stable Diffusion v1.4)".
+    schedule: NoiseSchedule
+    image_size: int
+    precision: str
+
+    @property
+    def is_random(self):
+        return self.weight_source.startswith("random")
+
+
+def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", tokenizer_path="",
+                          precision="float32", jit_compile=False, check_texts=()):
+    """Builds KerasCV's Stable Diffusion v1 networks at `image_size` pixels with weights from `weights`.
+
+    Files are found (or downloaded) and `check_texts` tokenized first, so a bad source or
+    an over-long prompt fails in seconds, before the networks are built.
+    """
+    if image_size <= 0 or image_size % 128:
+        raise UserError(f"--image_size={image_size} is not a positive multiple of 128 (the U-Net halves it 3 times, the VAE 3 times more); try 256 or 512")
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+    if weights == "diffusers":
+        from xray import bridge  # The bridge needs safetensors; only this source imports it.
+
+        checkpoint, files = bridge.open_checkpoint(weights_path), None
+        tokenizer = checkpoint.tokenizer()
+        schedule = checkpoint.noise_schedule()
+        weight_source = f"diffusers ({os.path.abspath(weights_path)})"
+    else:
+        files = find_weight_files(weights, weights_path)
+        tokenizer = load_tokenizer(tokenizer_path)
+        schedule = NoiseSchedule.keras_cv()
+        weight_source = {
+            "keras_cv": "keras_cv (Stable Diffusion v1.4, KerasCV download)",
+            "local": f"local ({os.path.abspath(weights_path or '.')})",
+            "random": "random (UNTRAINED weights: noise, not X-rays)",
+        }[weights]
+
+    for text in check_texts:
+        tokenize(tokenizer, text)
+    networks = {}
+    for name in NETWORKS:  # Built and loaded one by one, so a wrong first file fails fast.
+        network = networks[name] = _build_network(name, image_size, precision)
+        if weights == "diffusers":
+            checkpoint.load_weights(name, network)
+        elif files:
+            _load_keras_cv_file(network, files[name])
+        network.compile(jit_compile=jit_compile)
+    return StableDiffusionModels(tokenizer, *networks.values(), weight_source, schedule, image_size, precision)
+
+
+def find_weight_files(weights, weights_path):
+    """{network name: weight file} for a source (None for random)."""
+    if weights == "random":
+        return None
+    if weights == "keras_cv":
+        return {network: _download(_HF + name, name, file_hash) for network, (name, file_hash) in KERAS_CV_FILES.items()}
+    if weights == "local":
+        if not weights_path or not os.path.isdir(weights_path):
+            raise UserError(f"--weights=local needs --weights_path=DIR, a folder with {', '.join(n for n, _ in KERAS_CV_FILES.values())}; {weights_path!r} is not a folder")
+        paths = {network: os.path.join(weights_path, name) for network, (name, _) in KERAS_CV_FILES.items()}
+        missing = [os.path.basename(p) for p in paths.values() if not os.path.isfile(p)]
+        if missing:
+            raise UserError(f"--weights_path={weights_path!r} lacks {', '.join(missing)}; copy KerasCV's files there, or write them from a diffusers checkpoint with genlab-convert-diffusers")
+        not_hdf5 = [os.path.basename(p) for p in paths.values() if not h5py.is_hdf5(p)]
+        if not_hdf5:
+            raise UserError(f"--weights_path={weights_path!r}: {', '.join(not_hdf5)} is not an HDF5 weight file; replace it with KerasCV's file")
+        return paths
+    raise UserError(f"--weights={weights!r} is not one of {', '.join(WEIGHT_SOURCES)}")
+
+
+def load_tokenizer(tokenizer_path=""):
+    """CLIP's BPE tokenizer: from `tokenizer_path`, `$CLIP_BPE_PATH`, else KerasCV's download."""
+    path = tokenizer_path or os.environ.get(TOKENIZER_ENV_VAR, "")
+    if path and not os.path.isfile(path):
+        raise UserError(f"CLIP BPE file {path!r} does not exist; pass --tokenizer_path=bpe_simple_vocab_16e6.txt.gz or set {TOKENIZER_ENV_VAR}")
+    if not path:
+        path = _download(CLIP_BPE_URL, "bpe_simple_vocab_16e6.txt.gz", CLIP_BPE_HASH,
+                         help=f"pass --tokenizer_path=bpe_simple_vocab_16e6.txt.gz or set {TOKENIZER_ENV_VAR} on a machine without internet")
+    try:
+        return SimpleTokenizer(path)
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise UserError(f"CLIP BPE file {path!r} is not the gzipped merges file ({error}); use bpe_simple_vocab_16e6.txt.gz") from None
+
+
+def save_keras_cv_weights(model, path):
+    """Writes `model`'s weights in the legacy HDF5 layout of KerasCV's own `kcv_*.h5` files.
+
+    Keras 3's `save_weights` only writes `.weights.h5`; this layout is the one KerasCV (and
+    `--weights=local`) load, so converted weights drop in where downloaded ones would.
+    """
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+
+
+def _build_network(name, image_size, precision):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)  # Layers take the policy when they are built.
+    try:
+        if name == "text_encoder":
+            return TextEncoder(MAX_PROMPT_TOKENS, download_weights=False)
+        if name == "diffusion_model":
+            return DiffusionModel(image_size, image_size, MAX_PROMPT_TOKENS, download_weights=False)
+        return Decoder(image_size, image_size, download_weights=False)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _load_keras_cv_file(network, path):
+    try:
+        network.load_weights(path)
+    except Exception as error:  # h5py and Keras raise many types for a foreign or truncated file.
+        raise UserError(f"weight file {path!r} does not fit KerasCV's {network.name} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); is it the right file?") from None
+
+
+def _download(url, name, file_hash, help=_OFFLINE_HELP):
+    try:
+        return keras.utils.get_file(name, url, file_hash=file_hash)
+    except Exception as error:  # urllib raises URLError, HTTPError, socket errors, ValueError for a bad hash.
+        raise UserError(f"could not download {name} ({type(error).__name__}: {str(error).splitlines()[0][:120]}); {help}") from None
