@@ -21,9 +21,13 @@ setup(
         "absl-py",
         "tensorboard",  # TensorFlow 2.21 no longer installs it; the GAN logs to it.
         "pyyaml",  # Prompt files in YAML.
+        "h5py",  # KerasCV's weight files (Keras installs it too).
+        "safetensors",  # diffusers checkpoints, read as NumPy: no PyTorch, no pickle.
     ],
     extras_require={
-        "test": ["pytest"],
+        # The bridge's parity tests run diffusers' and transformers' own networks (PyTorch CPU);
+        # 2.13.0 is the CPU build these machines carry (a newer pin pulls GBs of CUDA wheels).
+        "test": ["pytest", "torch==2.13.0", "diffusers", "transformers"],
     },
     entry_points={
         "console_scripts": [
@@ -32,6 +36,7 @@ setup(
             "genlab-sort-digits=scripts.sort_digits:run",
             "genlab-mnist-lab=scripts.mnist_lab:run",
             "genlab-xray=scripts.generate_xrays:run",
+            "genlab-convert-diffusers=scripts.convert_diffusers:run",
         ],
     },
 )

@@ -12,7 +12,7 @@ from xray import dataset
 from xray.prompts import ClassPrompt
 
 PROMPTS = [ClassPrompt("chest", "chest x-ray"), ClassPrompt("knee", "knee x-ray", "color", 2)]
-SETTINGS = {"steps": 2, "guidance_scale": 7.5, "height": 8, "width": 8, "sampler": "ddim",
+SETTINGS = {"steps": 2, "guidance_scale": 7.5, "height": 8, "width": 8, "sampler": "ddim", "numerics": "keras_cv",
             "precision": "float32", "weight_source": "random"}
 
 

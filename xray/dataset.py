@@ -32,7 +32,7 @@ PARTIAL_SUFFIX = ".partial"  # A killed write leaves this, which no image loader
 # The settings that decide an image's pixels: an existing file made with other values
 # must not be mixed into the dataset by a resumed run.
 PIXEL_SETTINGS = ("prompt", "negative_prompt", "seed", "steps", "guidance_scale", "height", "width",
-                  "sampler", "precision", "weight_source")
+                  "sampler", "precision", "numerics", "weight_source")
 
 
 @dataclasses.dataclass(frozen=True)

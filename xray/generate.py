@@ -50,6 +50,7 @@ def pixel_settings(models, config):
         "width": models.image_size,
         "sampler": models.schedule.describe(),
         "precision": models.precision,
+        "numerics": models.numerics,
         "weight_source": models.weight_source,
         "model": "Stable Diffusion v1 (KerasCV networks)",
         "keras_cv_version": keras_cv.__version__,

@@ -11,6 +11,7 @@ any network is built.
 """
 
 import dataclasses
+import json
 import os
 
 import h5py
@@ -22,6 +23,7 @@ from keras_cv.src.models.stable_diffusion.text_encoder import TextEncoder
 
 from genlab.errors import UserError
 from genlab.files import atomic_path
+from xray.bridge import CONVERSION_FILE, open_checkpoint, use_diffusers_numerics
 from xray.sampler import NoiseSchedule, tokenize
 
 WEIGHT_SOURCES = ("keras_cv", "local", "diffusers", "random")
@@ -29,6 +31,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 MAX_PROMPT_TOKENS = 77
 NETWORKS = ("text_encoder", "diffusion_model", "decoder")
 TOKENIZER_ENV_VAR = "CLIP_BPE_PATH"
+TOKENIZER_FILE = "bpe_simple_vocab_16e6.txt.gz"  # Also looked for in a --weights=local folder.
 
 # KerasCV 0.9.0's download addresses and pinned hashes (its constructors hold them inline).
 _HF = "https://huggingface.co/fchollet/stable-diffusion/resolve/main/"
@@ -59,6 +62,7 @@ class StableDiffusionModels:
     schedule: NoiseSchedule
     image_size: int
     precision: str
+    numerics: str  # "keras_cv" (tanh GELU, eps 1e-5) or "diffusers" (a converted checkpoint's own).
 
     @property
     def is_random(self):
@@ -77,16 +81,19 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
     if precision not in PRECISIONS:
         raise UserError(f"--precision={precision!r} is not one of {', '.join(PRECISIONS)}")
     if weights == "diffusers":
-        from xray import bridge  # The bridge needs safetensors; only this source imports it.
-
-        checkpoint, files = bridge.open_checkpoint(weights_path), None
+        checkpoint, files = open_checkpoint(weights_path), None
         tokenizer = checkpoint.tokenizer()
         schedule = checkpoint.noise_schedule()
         weight_source = f"diffusers ({os.path.abspath(weights_path)})"
+        numerics = "diffusers"
     else:
         files = find_weight_files(weights, weights_path)
+        conversion = _read_conversion(weights_path) if weights == "local" else None
+        if conversion and not tokenizer_path and os.path.isfile(os.path.join(weights_path, TOKENIZER_FILE)):
+            tokenizer_path = os.path.join(weights_path, TOKENIZER_FILE)
         tokenizer = load_tokenizer(tokenizer_path)
-        schedule = NoiseSchedule.keras_cv()
+        schedule = NoiseSchedule.from_diffusers_config(conversion["scheduler"], weights_path) if conversion else NoiseSchedule.keras_cv()
+        numerics = conversion["numerics"] if conversion else "keras_cv"
         weight_source = {
             "keras_cv": "keras_cv (Stable Diffusion v1.4, KerasCV download)",
             "local": f"local ({os.path.abspath(weights_path or '.')})",
@@ -97,13 +104,15 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
         tokenize(tokenizer, text)
     networks = {}
     for name in NETWORKS:  # Built and loaded one by one, so a wrong first file fails fast.
-        network = networks[name] = _build_network(name, image_size, precision)
+        network = networks[name] = build_network(name, image_size, precision)
         if weights == "diffusers":
             checkpoint.load_weights(name, network)
         elif files:
             _load_keras_cv_file(network, files[name])
+        if numerics == "diffusers":
+            use_diffusers_numerics(name, network)
         network.compile(jit_compile=jit_compile)
-    return StableDiffusionModels(tokenizer, *networks.values(), weight_source, schedule, image_size, precision)
+    return StableDiffusionModels(tokenizer, *networks.values(), weight_source, schedule, image_size, precision, numerics)
 
 
 def find_weight_files(weights, weights_path):
@@ -153,7 +162,8 @@ def save_keras_cv_weights(model, path):
             legacy_h5_format.save_weights_to_hdf5_group(f, model)
 
 
-def _build_network(name, image_size, precision):
+def build_network(name, image_size, precision):
+    """One of KerasCV's networks (see NETWORKS), untrained, with layers in `precision`."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)  # Layers take the policy when they are built.
     try:
@@ -164,6 +174,18 @@ def _build_network(name, image_size, precision):
         return Decoder(image_size, image_size, download_weights=False)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def _read_conversion(folder):
+    """What genlab-convert-diffusers recorded beside converted weights, or None for KerasCV's own files."""
+    path = os.path.join(folder, CONVERSION_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} is not valid JSON ({error.msg}); convert the checkpoint again") from None
 
 
 def _load_keras_cv_file(network, path):

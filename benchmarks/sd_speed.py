@@ -1,0 +1,66 @@
+"""Seconds per denoising step and per image of the X-ray generator's sampling path.
+
+  python benchmarks/sd_speed.py                       # 256 and 512 px, eager and XLA
+  python benchmarks/sd_speed.py --sizes=512 --modes=eager --repeats=5
+
+One image with guidance, so every step runs the U-Net on a batch of 2 (unconditional and
+conditional), as generation does. Random weights: speed does not depend on their values.
+Each figure is the median of --repeats steps after a warm-up step (which traces and, with
+XLA, compiles). Seconds per image = steps x step + text encoding + VAE decoding.
+"""
+
+import statistics
+import time
+
+from absl import app, flags
+
+from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
+from xray.weights import load_stable_diffusion
+
+flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
+flags.DEFINE_list("modes", ["eager", "xla"], "eager: Keras graph functions; xla: jit_compile=True.")
+flags.DEFINE_integer("repeats", 3, "Timed steps per configuration (after one warm-up step).")
+flags.DEFINE_integer("steps_per_image", 25, "Denoising steps counted in seconds per image.")
+flags.DEFINE_string("tokenizer_path", "", "CLIP BPE file (default: $CLIP_BPE_PATH, else download).")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute precision.")
+FLAGS = flags.FLAGS
+
+
+def measure(size, xla):
+    models = load_stable_diffusion(size, "random", tokenizer_path=FLAGS.tokenizer_path,
+                                   precision=FLAGS.precision, jit_compile=xla)
+    encode_texts(models, ["Frontal chest X-ray", ""])  # Warm-up trace of the text encoder.
+    start = time.perf_counter()
+    context, unconditional = encode_texts(models, ["Frontal chest X-ray", ""])
+    encode_seconds = time.perf_counter() - start
+    marks = [time.perf_counter()]
+    latents = sample_latents(models, initial_noise(0, size)[None], context[None], unconditional[None],
+                             num_steps=FLAGS.repeats + 1, guidance_scale=7.5,
+                             on_step=lambda step: marks.append(time.perf_counter()))
+    step_seconds = statistics.median(b - a for a, b in zip(marks[1:], marks[2:]))
+    decode_to_uint8(models, latents)  # Warm-up.
+    start = time.perf_counter()
+    decode_to_uint8(models, latents)
+    decode_seconds = time.perf_counter() - start
+    return step_seconds, encode_seconds + decode_seconds + FLAGS.steps_per_image * step_seconds
+
+
+def main(argv):
+    del argv
+    rows = []
+    for size in map(int, FLAGS.sizes):
+        for mode in FLAGS.modes:
+            step, image = measure(size, xla=(mode == "xla"))
+            rows.append((size, mode, step, image))
+            print(f"  measured {size} px {mode}: {step:.2f} s/step", flush=True)
+    print(f"\nKerasCV Stable Diffusion, {FLAGS.precision}, U-Net batch 2 (guidance), median of {FLAGS.repeats} steps")
+    print(f"| size | mode | s/step | s/image ({FLAGS.steps_per_image} steps) | vs eager |")
+    print("| --- | --- | --- | --- | --- |")
+    eager = {size: step for size, mode, step, _ in rows if mode == "eager"}
+    for size, mode, step, image in rows:
+        ratio = f"{eager[size] / step:.2f}x" if size in eager else "-"
+        print(f"| {size} | {mode} | {step:.2f} | {image:.0f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    app.run(main)

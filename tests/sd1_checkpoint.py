@@ -1,0 +1,87 @@
+"""Diffusers Stable Diffusion 1.x checkpoint folders for tests.
+
+`write_checkpoint` (needs torch, diffusers, transformers) saves diffusers' and transformers'
+own networks with SD 1.x's configuration and random weights, as
+`StableDiffusionPipeline.save_pretrained` lays them out. `write_configs` writes the config
+files alone, for the checks that run before any tensor is read.
+"""
+
+import gzip
+import json
+
+from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
+
+UNET_CONFIG = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, cross_attention_dim=768, attention_head_dim=8,
+    block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+)
+VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+)
+TEXT_CONFIG = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                   num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
+# SD 1.x's scheduler_config.json (PNDM, "leading" spacing with offset 1).
+SCHEDULER_CONFIG = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                        skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
+
+
+def build_networks(seed=0):
+    """diffusers' U-Net and VAE and transformers' CLIP text model, SD 1.x-shaped, random weights.
+
+    Every parameter is perturbed, so norms and biases are not left at 1 and 0 where a
+    wrongly mapped tensor would go unnoticed.
+    """
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    networks = {
+        "unet": UNet2DConditionModel(**UNET_CONFIG),
+        "vae": AutoencoderKL(**VAE_CONFIG),
+        "text_encoder": CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)),
+    }
+    with torch.no_grad():
+        for network in networks.values():
+            network.eval()
+            for parameter in network.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.02)
+    return networks
+
+
+def write_tokenizer(folder, bpe_path):
+    """vocab.json and merges.txt, as CLIP's tokenizer folder holds them, from the BPE merges file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
+    merges = lines[1:49152 - 256 - 2 + 1]  # The merges CLIP uses (KerasCV's slice).
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    (folder / "vocab.json").write_text(json.dumps(SimpleTokenizer(bpe_path).encoder), encoding="utf-8")
+
+
+def write_configs(folder, bpe_path, unet=None, vae=None, text_encoder=None):
+    """The config files (and tokenizer) of an SD 1.x folder, with any keys overridden."""
+    configs = {"unet": dict(UNET_CONFIG, **(unet or {})), "vae": dict(VAE_CONFIG, **(vae or {})),
+               "text_encoder": dict(TEXT_CONFIG, **(text_encoder or {}))}
+    for name, config in configs.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / "config.json").write_text(json.dumps(config))
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(dict(SCHEDULER_CONFIG, _class_name="PNDMScheduler")))
+    write_tokenizer(folder / "tokenizer", bpe_path)
+
+
+def write_checkpoint(folder, bpe_path, networks=None):
+    """A diffusers SD 1.x folder under `folder`; returns the torch networks it holds."""
+    from diffusers import PNDMScheduler
+
+    networks = networks or build_networks()
+    for name, network in networks.items():
+        network.save_pretrained(folder / name, safe_serialization=True)
+    write_tokenizer(folder / "tokenizer", bpe_path)
+    PNDMScheduler(**SCHEDULER_CONFIG).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return networks

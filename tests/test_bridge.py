@@ -1,0 +1,114 @@
+"""The diffusers bridge: checks before conversion, and parity with diffusers on SD 1.x's real architecture."""
+
+import json
+
+import numpy as np
+import pytest
+from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
+from safetensors.numpy import save_file
+
+from genlab.errors import UserError
+from sd1_checkpoint import write_configs
+from xray import bridge
+from xray.prompts import BUILTIN_PROMPTS
+from xray.sampler import NoiseSchedule, tokenize
+from xray.weights import build_network
+
+PROMPTS = [p.prompt for p in BUILTIN_PROMPTS] + ["", "X-ray of a fractured radius bone"]
+
+
+def _with_weight_files(folder, text_encoder_tensors=None):
+    for sub, name in (("text_encoder", "model"), ("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model")):
+        tensors = text_encoder_tensors if sub == "text_encoder" and text_encoder_tensors else {"x": np.zeros(1, np.float32)}
+        save_file(tensors, str(folder / sub / f"{name}.safetensors"))
+    return folder
+
+
+def test_refuses_pickled_weights(tmp_path, clip_bpe_path):
+    write_configs(tmp_path, clip_bpe_path)
+    (tmp_path / "text_encoder" / "pytorch_model.bin").write_bytes(b"a pickle")
+    with pytest.raises(UserError, match="text_encoder/pytorch_model.bin is a pickled PyTorch file, which can run code"):
+        bridge.open_checkpoint(str(tmp_path))
+    single = tmp_path / "sd-v1-4.ckpt"
+    single.write_bytes(b"a pickle")
+    with pytest.raises(UserError, match="single-file checkpoint"):
+        bridge.open_checkpoint(str(single))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(unet={"cross_attention_dim": 1024}), "unet/config.json has cross_attention_dim=1024 (that is SD 2.x)"),
+    (dict(unet={"use_linear_projection": True}), "use_linear_projection=True (that is SD 2.x)"),
+    (dict(unet={"addition_embed_type": "text_time"}), "addition_embed_type='text_time' (that is SDXL)"),
+    (dict(text_encoder={"hidden_size": 1024}), "text_encoder/config.json has hidden_size=1024 (that is SD 2.x)"),
+    (dict(vae={"latent_channels": 16}), "vae/config.json has latent_channels=16, SD 1.x has 4"),
+])
+def test_other_architectures_are_named(tmp_path, clip_bpe_path, overrides, message):
+    write_configs(tmp_path, clip_bpe_path, **overrides)
+    with pytest.raises(UserError, match="is not a Stable Diffusion 1.x checkpoint") as error:
+        bridge.open_checkpoint(str(_with_weight_files(tmp_path)))
+    assert message in str(error.value)
+
+
+def test_missing_or_misshapen_tensors_are_named(tmp_path, clip_bpe_path):
+    encoder = build_network("text_encoder", 128, "float32")
+    before = [w.numpy().copy() for w in encoder.weights]
+    # The text encoder's own weights under diffusers' names (the inverse of the mapping: transposes),
+    # C-contiguous as PyTorch saves them (safetensors writes an array's raw buffer).
+    tensors = {name: np.ascontiguousarray(np.transpose(v.numpy()) if reshape is np.transpose else v.numpy())
+               for v, name, reshape in bridge._MAPPINGS["text_encoder"](encoder)}
+    write_configs(tmp_path, clip_bpe_path)
+    cases = [
+        ({k: v for k, v in tensors.items() if k != "encoder.layers.5.mlp.fc2.bias"}, "lacks tensor 'encoder.layers.5.mlp.fc2.bias'"),
+        (dict(tensors, **{"final_layer_norm.weight": np.ones(512, np.float32)}), "tensor 'final_layer_norm.weight' has shape (512,), KerasCV needs (768,)"),
+        (dict(tensors, **{"encoder.layers.12.mlp.fc1.weight": np.ones(3, np.float32)}), "no place for, e.g. 'encoder.layers.12.mlp.fc1.weight'"),
+    ]
+    for case, message in cases:
+        checkpoint = bridge.open_checkpoint(str(_with_weight_files(tmp_path, case)))
+        with pytest.raises(UserError, match="model.safetensors") as error:
+            checkpoint.load_weights("text_encoder", encoder)
+        assert message in str(error.value)
+    for weight, value in zip(encoder.weights, before):  # Nothing was half-loaded.
+        np.testing.assert_array_equal(weight.numpy(), value)
+
+    # transformers 4 names (text_model.*, plus the position_ids buffer) load the same weights.
+    old_names = {f"text_model.{k}": v + 1.0 for k, v in tensors.items()}
+    old_names["text_model.embeddings.position_ids"] = np.arange(77)[None]
+    bridge.open_checkpoint(str(_with_weight_files(tmp_path, old_names))).load_weights("text_encoder", encoder)
+    for weight, value in zip(encoder.weights, before):
+        np.testing.assert_allclose(weight.numpy(), value + 1.0, rtol=0, atol=1e-6)
+
+
+def test_tokenizer_comes_from_the_checkpoint_and_matches_clip(tmp_path, clip_bpe_path):
+    write_configs(tmp_path, clip_bpe_path)
+    checkpoint = bridge.open_checkpoint(str(_with_weight_files(tmp_path)))
+    clip = SimpleTokenizer(clip_bpe_path)
+    assert [tokenize(checkpoint.tokenizer(), p) for p in PROMPTS] == [tokenize(clip, p) for p in PROMPTS]
+    vocab = json.loads((tmp_path / "tokenizer" / "vocab.json").read_text())
+    vocab["<my-new-token>"] = len(vocab)  # What textual inversion adds.
+    (tmp_path / "tokenizer" / "vocab.json").write_text(json.dumps(vocab))
+    with pytest.raises(UserError, match="added tokens are not supported"):
+        checkpoint.tokenizer()
+
+
+def test_schedule_follows_the_scheduler_config(tmp_path, clip_bpe_path):
+    write_configs(tmp_path, clip_bpe_path)
+    schedule = bridge.open_checkpoint(str(_with_weight_files(tmp_path))).noise_schedule()
+    # SD 1.x's scaled-linear betas are the schedule KerasCV hard-codes.
+    np.testing.assert_allclose(schedule.alphas_cumprod, NoiseSchedule.keras_cv().alphas_cumprod, rtol=0, atol=1e-6)
+    assert schedule.timesteps(5).tolist() == [801, 601, 401, 201, 1]  # "leading" spacing, offset 1.
+    assert schedule.final_alpha_cumprod == pytest.approx(schedule.alphas_cumprod[0])  # set_alpha_to_one=False.
+    assert NoiseSchedule.keras_cv().timesteps(5).tolist() == [999, 749, 500, 250, 0]
+    with pytest.raises(UserError, match="prediction_type 'v_prediction'"):
+        NoiseSchedule.from_diffusers_config({"prediction_type": "v_prediction"}, "scheduler")
+
+
+def test_timesteps_equal_diffusers_ddim_scheduler():
+    diffusers = pytest.importorskip("diffusers")
+    for spacing in ("leading", "trailing", "linspace"):
+        config = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                      set_alpha_to_one=False, timestep_spacing=spacing)
+        reference = diffusers.DDIMScheduler(**config)
+        reference.set_timesteps(25)
+        ours = NoiseSchedule.from_diffusers_config(config, "test")
+        assert ours.timesteps(25).tolist() == reference.timesteps.tolist(), spacing
+        np.testing.assert_allclose(ours.alphas_cumprod, reference.alphas_cumprod.numpy(), rtol=1e-5)

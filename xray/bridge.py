@@ -1,0 +1,358 @@
+"""The diffusers bridge: a Hugging Face Stable Diffusion 1.x checkpoint folder into KerasCV's networks.
+
+    CHECKPOINT/model_index.json
+    CHECKPOINT/text_encoder/{config.json, model.safetensors}          transformers' CLIPTextModel
+    CHECKPOINT/unet/{config.json, diffusion_pytorch_model.safetensors}  diffusers' UNet2DConditionModel
+    CHECKPOINT/vae/{config.json, diffusion_pytorch_model.safetensors}   diffusers' AutoencoderKL
+    CHECKPOINT/tokenizer/{vocab.json, merges.txt}
+    CHECKPOINT/scheduler/scheduler_config.json
+
+Only `.safetensors` are read: pickled `.bin`/`.ckpt` files can run code when loaded. The
+configs are checked against Stable Diffusion 1.x before any tensor is read, and every
+tensor's name and shape before any weight is assigned.
+
+The weight mapping is below, one function per network, walking KerasCV's layers in
+order beside diffusers' module names. PyTorch stores convolutions as (out, in, kh, kw) and
+linear layers as (out, in); Keras as (kh, kw, in, out) and (in, out).
+
+Numerics: KerasCV's U-Net approximates GELU with tanh and every KerasCV group norm uses
+epsilon 1e-5, where diffusers uses exact GELU and 1e-6 in the VAE and at each U-Net
+transformer's entry. A checkpoint runs with diffusers' numerics (`use_diffusers_numerics`,
+applied by `xray.weights`), which makes KerasCV's outputs equal diffusers' to float32 round-off.
+"""
+
+import gzip
+import io
+import json
+import os
+
+import keras
+import numpy as np
+from keras import ops
+from keras_cv.src.models.stable_diffusion.attention_block import AttentionBlock
+from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
+from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, ResBlock, SpatialTransformer, Upsample
+from keras_cv.src.models.stable_diffusion.padded_conv2d import PaddedConv2D
+from keras_cv.src.models.stable_diffusion.resnet_block import ResnetBlock
+from keras_cv.src.models.stable_diffusion.text_encoder import CLIPEmbedding, CLIPEncoderLayer
+
+from genlab.errors import UserError
+from genlab.files import write_bytes, write_json
+from xray.sampler import NoiseSchedule
+
+COMPONENTS = {  # KerasCV network -> checkpoint sub-folder, its weight file's stem, tensors it does not use.
+    "text_encoder": ("text_encoder", "model", ("embeddings.position_ids",)),  # A buffer, not a weight.
+    "diffusion_model": ("unet", "diffusion_pytorch_model", ()),
+    "decoder": ("vae", "diffusion_pytorch_model", ("encoder.", "quant_conv.")),  # The VAE's encoder half.
+}
+_PICKLE_ENDINGS = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+# What Stable Diffusion 1.x's configs say; a checkpoint that differs is another architecture.
+_SD1_CONFIG = {
+    "unet": {"in_channels": 4, "out_channels": 4, "cross_attention_dim": 768, "attention_head_dim": 8,
+             "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2,
+             "use_linear_projection": False, "addition_embed_type": None},
+    "vae": {"latent_channels": 4, "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2,
+            "scaling_factor": 0.18215},
+    "text_encoder": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                     "intermediate_size": 3072, "vocab_size": 49408, "max_position_embeddings": 77,
+                     "hidden_act": "quick_gelu"},
+}
+_ABSENT_MEANS = {"use_linear_projection": False, "addition_embed_type": None, "scaling_factor": 0.18215,
+                 "hidden_act": "quick_gelu"}  # The libraries' defaults when a config leaves a key out.
+_HINTS = {("unet", "cross_attention_dim", 1024): "SD 2.x", ("unet", "cross_attention_dim", 2048): "SDXL",
+          ("unet", "use_linear_projection", True): "SD 2.x", ("unet", "addition_embed_type", "text_time"): "SDXL",
+          ("text_encoder", "hidden_size", 1024): "SD 2.x"}
+
+
+CONVERSION_FILE = "conversion.json"  # Beside converted weights: the checkpoint's schedule and numerics.
+
+
+def open_checkpoint(path):
+    """A checked diffusers checkpoint, or a one-line `UserError` saying what is wrong."""
+    return DiffusersCheckpoint(path)
+
+
+def convert_checkpoint(path, output_dir):
+    """Writes a checkpoint as KerasCV weight files that `--weights=local` loads without the bridge.
+
+    Beside kcv_encoder.h5, kcv_diffusion_model.h5 and kcv_decoder.h5 go the checkpoint's
+    tokenizer (as the gzipped BPE file KerasCV reads) and `conversion.json` (its scheduler
+    config), so the converted folder samples exactly as the checkpoint does.
+    """
+    from xray.weights import KERAS_CV_FILES, NETWORKS, TOKENIZER_FILE, build_network, save_keras_cv_weights
+
+    checkpoint = open_checkpoint(path)
+    checkpoint.tokenizer()  # Checked before the long part.
+    os.makedirs(output_dir, exist_ok=True)
+    for name in NETWORKS:
+        network = build_network(name, image_size=128, precision="float32")  # Weights do not depend on image size.
+        checkpoint.load_weights(name, network)
+        save_keras_cv_weights(network, os.path.join(output_dir, KERAS_CV_FILES[name][0]))
+    with open(os.path.join(path, "tokenizer", "merges.txt"), "rb") as f:
+        write_bytes(os.path.join(output_dir, TOKENIZER_FILE), gzip.compress(f.read()))
+    write_json(os.path.join(output_dir, CONVERSION_FILE), {
+        "source": os.path.abspath(path),
+        "scheduler": checkpoint.read_config("scheduler", "scheduler_config.json"),
+        "numerics": "diffusers",
+    })
+
+
+class DiffusersCheckpoint:
+    def __init__(self, path):
+        if path and os.path.isfile(path) and path.endswith(_PICKLE_ENDINGS + (".safetensors",)):
+            raise UserError(f"--weights_path={path!r} is a single-file checkpoint; the bridge reads a diffusers folder "
+                            "(unet/, vae/, text_encoder/, tokenizer/, scheduler/): save one with diffusers' save_pretrained")
+        if not path or not os.path.isdir(path):
+            raise UserError(f"--weights=diffusers needs --weights_path=DIR, a diffusers checkpoint folder; {path!r} is not a folder")
+        self.path = path
+        self.configs = {folder: self.read_config(folder, "config.json") for folder in ("unet", "vae", "text_encoder")}
+        self._check_architecture()
+        self.weight_files = {network: self._find_safetensors(folder, stem) for network, (folder, stem, _) in COMPONENTS.items()}
+
+    def tokenizer(self):
+        """KerasCV's CLIP tokenizer built from the checkpoint's own merges, checked against its vocab."""
+        folder = os.path.join(self.path, "tokenizer")
+        merges_path, vocab_path = os.path.join(folder, "merges.txt"), os.path.join(folder, "vocab.json")
+        for path in (merges_path, vocab_path):
+            if not os.path.isfile(path):
+                raise UserError(f"{path} is missing; a Stable Diffusion checkpoint's tokenizer/ holds vocab.json and merges.txt")
+        with open(merges_path, "rb") as f:
+            tokenizer = SimpleTokenizer(io.BytesIO(gzip.compress(f.read())))  # It reads gzipped merges.
+        with open(vocab_path, encoding="utf-8") as f:
+            vocab = json.load(f)
+        if vocab != tokenizer.encoder:
+            differs = sorted(set(vocab.items()) ^ set(tokenizer.encoder.items()))[:1]
+            raise UserError(f"{vocab_path} is not CLIP's vocabulary built from merges.txt (first difference: {differs}); "
+                            "checkpoints with added tokens are not supported")
+        return tokenizer
+
+    def noise_schedule(self):
+        return NoiseSchedule.from_diffusers_config(self.read_config("scheduler", "scheduler_config.json"),
+                                                   source=f"{self.path}/scheduler")
+
+    def load_weights(self, network_name, network):
+        """Assigns the checkpoint's tensors to KerasCV's `network` ("text_encoder", "diffusion_model" or "decoder")."""
+        from safetensors.numpy import load_file  # Reads tensors as NumPy arrays; no PyTorch, no pickle.
+
+        path = self.weight_files[network_name]
+        try:
+            tensors = load_file(path)
+        except Exception as error:  # safetensors raises its own error types for truncated or foreign files.
+            raise UserError(f"{path} is not a readable safetensors file ({error})") from None
+        if network_name == "text_encoder":  # transformers 4 saved CLIP under "text_model.", 5 saves it bare.
+            tensors = {name.removeprefix("text_model."): value for name, value in tensors.items()}
+        _assign(_MAPPINGS[network_name](network), tensors, path, unused_prefixes=COMPONENTS[network_name][2])
+
+    def read_config(self, folder, name):
+        path = os.path.join(self.path, folder, name)
+        if not os.path.isfile(path):
+            raise UserError(f"{path} is missing; is {self.path!r} a diffusers Stable Diffusion checkpoint folder?")
+        with open(path, encoding="utf-8") as f:
+            try:
+                return json.load(f)
+            except json.JSONDecodeError as error:
+                raise UserError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}") from None
+
+    def _check_architecture(self):
+        for folder, expected in _SD1_CONFIG.items():
+            config = self.configs[folder]
+            for key, value in expected.items():
+                found = config.get(key, _ABSENT_MEANS.get(key, "absent"))
+                if found != value:
+                    hint = _HINTS.get((folder, key, found if not isinstance(found, list) else None))
+                    what = f" (that is {hint})" if hint else ""
+                    raise UserError(f"{self.path} is not a Stable Diffusion 1.x checkpoint: {folder}/config.json has "
+                                    f"{key}={found!r}{what}, SD 1.x has {value!r}")
+
+    def _find_safetensors(self, folder, stem):
+        directory = os.path.join(self.path, folder)
+        for name in (f"{stem}.safetensors", f"{stem}.fp16.safetensors"):
+            if os.path.isfile(os.path.join(directory, name)):
+                return os.path.join(directory, name)
+        pickles = [name for name in sorted(os.listdir(directory)) if name.endswith(_PICKLE_ENDINGS)]
+        if pickles:
+            raise UserError(f"{folder}/{pickles[0]} is a pickled PyTorch file, which can run code when loaded; only .safetensors "
+                            "are read: on a trusted machine re-save the checkpoint with save_pretrained(..., safe_serialization=True)")
+        raise UserError(f"{directory} has no {stem}.safetensors")
+
+
+class _ErfGEGLU(GEGLU):
+    """KerasCV's GEGLU with exact (erf) GELU, as diffusers computes it."""
+
+    def call(self, inputs):
+        x, gate = ops.split(self.dense(inputs), 2, axis=-1)
+        return x * keras.activations.gelu(gate, approximate=False)
+
+
+def use_diffusers_numerics(network_name, network):
+    """Switches KerasCV's U-Net or decoder to diffusers' GELU and group-norm epsilons, in place.
+
+    Weights are untouched; only how two kinds of layer compute changes. Call before the
+    network is first run (its graph is traced then). The text encoders already agree.
+    """
+    for layer in network._flatten_layers():
+        if isinstance(layer, GEGLU):
+            layer.__class__ = _ErfGEGLU  # Same object and weights, exact GELU in `call`.
+        elif isinstance(layer, SpatialTransformer):
+            layer.norm.epsilon = 1e-6
+        elif isinstance(layer, keras.layers.GroupNormalization) and network_name == "decoder":
+            layer.epsilon = 1e-6  # Every VAE group norm.
+
+
+# The weight mapping: (Keras variable, checkpoint tensor name, how to reshape) for each weight.
+
+def _dense(layer, name):
+    return [(layer.kernel, f"{name}.weight", np.transpose)] + ([(layer.bias, f"{name}.bias", None)] if layer.use_bias else [])
+
+
+def _conv(layer, name):
+    conv = layer.conv2d if isinstance(layer, PaddedConv2D) else layer
+    return [(conv.kernel, f"{name}.weight", lambda w: w.transpose(2, 3, 1, 0)), (conv.bias, f"{name}.bias", None)]
+
+
+def _linear_as_conv(layer, name):
+    """diffusers' VAE attention stores 1x1 convolutions as linear layers."""
+    return [(layer.conv2d.kernel, f"{name}.weight", lambda w: w.T[None, None]), (layer.conv2d.bias, f"{name}.bias", None)]
+
+
+def _norm(layer, name):
+    return [(layer.gamma, f"{name}.weight", None), (layer.beta, f"{name}.bias", None)]
+
+
+def _unet_resnet(block, name):
+    pairs = (_norm(block.entry_flow[0], f"{name}.norm1") + _conv(block.entry_flow[2], f"{name}.conv1")
+             + _dense(block.embedding_flow[1], f"{name}.time_emb_proj")
+             + _norm(block.exit_flow[0], f"{name}.norm2") + _conv(block.exit_flow[2], f"{name}.conv2"))
+    if isinstance(block.residual_projection, PaddedConv2D):
+        pairs += _conv(block.residual_projection, f"{name}.conv_shortcut")
+    return pairs
+
+
+def _attention(attention, name):
+    return (_dense(attention.to_q, f"{name}.to_q") + _dense(attention.to_k, f"{name}.to_k")
+            + _dense(attention.to_v, f"{name}.to_v") + _dense(attention.out_proj, f"{name}.to_out.0"))
+
+
+def _spatial_transformer(layer, name):
+    block, inner = layer.transformer_block, f"{name}.transformer_blocks.0"
+    return (_norm(layer.norm, f"{name}.norm") + _conv(layer.proj1, f"{name}.proj_in")
+            + _norm(block.norm1, f"{inner}.norm1") + _attention(block.attn1, f"{inner}.attn1")
+            + _norm(block.norm2, f"{inner}.norm2") + _attention(block.attn2, f"{inner}.attn2")
+            + _norm(block.norm3, f"{inner}.norm3") + _dense(block.geglu.dense, f"{inner}.ff.net.0.proj")
+            + _dense(block.dense, f"{inner}.ff.net.2") + _conv(layer.proj2, f"{name}.proj_out"))
+
+
+def _unet_layer_names():
+    """diffusers' names for KerasCV's U-Net layers that hold weights, in `model.layers` order.
+
+    That order is the graph's (the time MLP's second layer comes after conv_in), the same
+    order KerasCV's own `.h5` files are matched by.
+    """
+    names = ["time_embedding.linear_1", "conv_in", "time_embedding.linear_2"]
+    for block in range(3):
+        for i in range(2):
+            names += [f"down_blocks.{block}.resnets.{i}", f"down_blocks.{block}.attentions.{i}"]
+        names.append(f"down_blocks.{block}.downsamplers.0.conv")
+    names += ["down_blocks.3.resnets.0", "down_blocks.3.resnets.1",
+              "mid_block.resnets.0", "mid_block.attentions.0", "mid_block.resnets.1"]
+    names += [f"up_blocks.0.resnets.{i}" for i in range(3)] + ["up_blocks.0.upsamplers.0"]
+    for block in (1, 2, 3):
+        for i in range(3):
+            names += [f"up_blocks.{block}.resnets.{i}", f"up_blocks.{block}.attentions.{i}"]
+        if block < 3:
+            names.append(f"up_blocks.{block}.upsamplers.0")
+    return names + ["conv_norm_out", "conv_out"]
+
+
+def _diffusion_model_pairs(model):
+    mappers = {ResBlock: _unet_resnet, SpatialTransformer: _spatial_transformer, PaddedConv2D: _conv,
+               keras.layers.Dense: _dense, keras.layers.GroupNormalization: _norm,
+               Upsample: lambda layer, name: _conv(layer.conv, f"{name}.conv")}
+    return _walk(model, _unet_layer_names(), mappers)
+
+
+def _vae_resnet(block, name):
+    pairs = (_norm(block.norm1, f"{name}.norm1") + _conv(block.conv1, f"{name}.conv1")
+             + _norm(block.norm2, f"{name}.norm2") + _conv(block.conv2, f"{name}.conv2"))
+    if isinstance(block.residual_projection, PaddedConv2D):
+        pairs += _conv(block.residual_projection, f"{name}.conv_shortcut")
+    return pairs
+
+
+def _vae_attention(block, name):
+    # Newer diffusers name these to_q/to_k/to_v/to_out.0; `_assign` also accepts the older names.
+    return (_norm(block.norm, f"{name}.group_norm") + _linear_as_conv(block.q, f"{name}.to_q")
+            + _linear_as_conv(block.k, f"{name}.to_k") + _linear_as_conv(block.v, f"{name}.to_v")
+            + _linear_as_conv(block.proj_out, f"{name}.to_out.0"))
+
+
+def _decoder_pairs(model):
+    names = ["post_quant_conv", "decoder.conv_in", "decoder.mid_block.resnets.0",
+             "decoder.mid_block.attentions.0", "decoder.mid_block.resnets.1"]
+    for block in range(4):
+        names += [f"decoder.up_blocks.{block}.resnets.{i}" for i in range(3)]
+        if block < 3:
+            names.append(f"decoder.up_blocks.{block}.upsamplers.0.conv")
+    names += ["decoder.conv_norm_out", "decoder.conv_out"]
+    mappers = {ResnetBlock: _vae_resnet, AttentionBlock: _vae_attention, PaddedConv2D: _conv,
+               keras.layers.GroupNormalization: _norm}
+    return _walk(model, names, mappers)
+
+
+def _clip_layer(layer, name):
+    attention = layer.clip_attn
+    return (_norm(layer.layer_norm1, f"{name}.layer_norm1")
+            + _dense(attention.q_proj, f"{name}.self_attn.q_proj") + _dense(attention.k_proj, f"{name}.self_attn.k_proj")
+            + _dense(attention.v_proj, f"{name}.self_attn.v_proj") + _dense(attention.out_proj, f"{name}.self_attn.out_proj")
+            + _norm(layer.layer_norm2, f"{name}.layer_norm2")
+            + _dense(layer.fc1, f"{name}.mlp.fc1") + _dense(layer.fc2, f"{name}.mlp.fc2"))
+
+
+def _text_encoder_pairs(model):
+    names = ["embeddings"] + [f"encoder.layers.{i}" for i in range(12)] + ["final_layer_norm"]
+    embeddings = lambda layer, name: [(layer.token_embedding.embeddings, f"{name}.token_embedding.weight", None),  # noqa: E731
+                                      (layer.position_embedding.embeddings, f"{name}.position_embedding.weight", None)]
+    mappers = {CLIPEmbedding: embeddings, CLIPEncoderLayer: _clip_layer, keras.layers.LayerNormalization: _norm}
+    return _walk(model, names, mappers)
+
+
+_MAPPINGS = {"text_encoder": _text_encoder_pairs, "diffusion_model": _diffusion_model_pairs, "decoder": _decoder_pairs}
+
+
+def _walk(model, names, mappers):
+    """Pairs KerasCV's weighted layers, in `model.layers` order, with diffusers' module names."""
+    layers = [layer for layer in model.layers if layer.weights]
+    if len(layers) != len(names):
+        raise RuntimeError(f"KerasCV's {model.name} has {len(layers)} weighted layers, the mapping expects {len(names)}")
+    pairs = []
+    for layer, name in zip(layers, names):
+        mapper = next((fn for kind, fn in mappers.items() if type(layer) is kind), None)
+        if mapper is None:
+            raise RuntimeError(f"no mapping for KerasCV layer {layer.name} ({type(layer).__name__}) at {name}")
+        pairs += mapper(layer, name)
+    return pairs
+
+
+_OLD_VAE_NAMES = {".to_q.": ".query.", ".to_k.": ".key.", ".to_v.": ".value.", ".to_out.0.": ".proj_attn."}
+
+
+def _assign(pairs, tensors, path, unused_prefixes):
+    """Checks every tensor's presence and shape, then assigns them all (nothing is half-loaded)."""
+    values = []
+    for variable, name, reshape in pairs:
+        if name not in tensors:
+            old = next((name.replace(new, old) for new, old in _OLD_VAE_NAMES.items() if new in name), None)
+            if old is None or old not in tensors:
+                raise UserError(f"{path} lacks tensor {name!r}; the checkpoint is incomplete or not Stable Diffusion 1.x")
+            name = old
+        value = np.asarray(tensors[name], dtype=np.float32)
+        value = reshape(value) if reshape is not None else value
+        if tuple(value.shape) != tuple(variable.shape):
+            raise UserError(f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, KerasCV needs {tuple(variable.shape)} (after layout change)")
+        values.append(value)
+    used = {name for _, name, _ in pairs} | {name.replace(new, old) for _, name, _ in pairs for new, old in _OLD_VAE_NAMES.items()}
+    unused = sorted(name for name in set(tensors) - used if not name.startswith(unused_prefixes))
+    if unused:
+        raise UserError(f"{path} has {len(unused)} tensor(s) KerasCV's network has no place for, e.g. {unused[0]!r}: not Stable Diffusion 1.x")
+    for (variable, _, _), value in zip(pairs, values):
+        variable.assign(value)
