@@ -60,7 +60,7 @@ def save_labelled_grid(path, images_by_label, ncols, title=None):
     """
     labels = list(images_by_label)
     fig, axes = plt.subplots(
-        len(labels), ncols, figsize=(ncols * 1.4 + 1.2, len(labels) * 1.4 + 0.6), squeeze=False
+        len(labels), ncols, figsize=(max(5.0, ncols * 1.4 + 1.2), len(labels) * 1.4 + 0.8), squeeze=False
     )
     for r, label in enumerate(labels):
         images = images_by_label[label]

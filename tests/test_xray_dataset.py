@@ -70,6 +70,18 @@ def test_resume_skips_finished_images_and_refuses_other_settings(tmp_path):
         dataset.pending_jobs(str(tmp_path), other_seed, SETTINGS)
 
 
+def test_a_shard_clears_only_its_own_partial_files(tmp_path):
+    plan = dataset.plan_images(PROMPTS, 2, 0, "")
+    for job in plan:  # What a kill leaves: the temporary name atomic_path gives.
+        folder = tmp_path / job.class_name
+        folder.mkdir(exist_ok=True)
+        (folder / f".{job.class_name}_{job.index:04d}.tmp-x1y2{dataset.PARTIAL_SUFFIX}").write_bytes(b"half")
+    mine = dataset.shard(plan, 2, 0)
+    dataset.remove_partial_files(str(tmp_path), mine)
+    left = sorted(p.name.split(".tmp-")[0][1:] for p in tmp_path.rglob("*.partial"))
+    assert left == sorted(os.path.basename(job.file_name)[:-4] for job in dataset.shard(plan, 2, 1))
+
+
 def test_index_matches_the_files_one_to_one(tmp_path):
     plan = dataset.plan_images(PROMPTS, 2, 0, "")
     for job in plan:

@@ -98,10 +98,19 @@ def pending_jobs(output_dir, jobs, settings):
     return pending
 
 
-def remove_partial_files(output_dir):
-    """Deletes what a killed write left behind (only ever under the `.partial` name)."""
-    for path in glob.glob(os.path.join(output_dir, "*", f".*{PARTIAL_SUFFIX}")):
-        os.remove(path)
+def remove_partial_files(output_dir, jobs=None):
+    """Deletes what killed writes left behind (only ever under the `.partial` name).
+
+    With `jobs`, only theirs: a shard starting up never touches a file another shard is
+    writing at that moment.
+    """
+    if jobs is None:
+        patterns = [os.path.join(output_dir, "*", f".*{PARTIAL_SUFFIX}")]
+    else:
+        patterns = [os.path.join(output_dir, job.class_name, f".{job.class_name}_{job.index:04d}.tmp-*{PARTIAL_SUFFIX}") for job in jobs]
+    for pattern in patterns:
+        for path in glob.glob(pattern):
+            os.remove(path)
 
 
 def write_png(output_dir, job, rgb_image, settings):
@@ -134,7 +143,7 @@ def read_png_metadata(path):
 def write_index(output_dir, grid_images_per_class=4):
     """Rebuilds `metadata.csv` and `sample_grid.png` from the PNGs in `output_dir` (the merge step).
 
-    Returns the rows. Safe to run at any time; shards call it once all of them are done.
+    Returns the rows. Run it when no shard is writing (it clears all leftover partial files).
     """
     remove_partial_files(output_dir)
     paths = sorted(glob.glob(os.path.join(output_dir, "*", "*.png")))
@@ -165,6 +174,6 @@ def _write_grid(output_dir, rows, per_class):
             with Image.open(os.path.join(output_dir, row["file_name"])) as image:
                 by_class[row["class_name"]].append(np.asarray(image))
     sources = sorted({row["weight_source"] for row in rows})
-    title = f"{len(rows)} images, {len(by_class)} classes; weights: {', '.join(sources)}"
+    title = f"{len(rows)} images, {len(by_class)} classes\nweights: {', '.join(sources)}"
     ncols = max(len(images) for images in by_class.values())
     save_labelled_grid(os.path.join(output_dir, GRID_FILE), dict(sorted(by_class.items())), ncols, title=title)

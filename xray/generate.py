@@ -65,7 +65,7 @@ def generate_dataset(models, class_prompts, config, output_dir, verbose=True):
     jobs = dataset.shard(dataset.plan_images(class_prompts, config.images_per_prompt, config.seed, config.negative_prompt),
                          config.num_shards, config.shard_index)
     settings = pixel_settings(models, config)
-    dataset.remove_partial_files(output_dir)
+    dataset.remove_partial_files(output_dir, jobs)
     pending = dataset.pending_jobs(output_dir, jobs, settings)
     if verbose:
         if models.is_random:
