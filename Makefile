@@ -14,13 +14,18 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(BIN)/activate: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e .
 	touch $(BIN)/activate
+
+# The test extra adds pytest and the bridge's parity peers (PyTorch CPU, diffusers, transformers).
+$(VENV)/.test-deps: $(BIN)/activate
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
 
 run: $(BIN)/activate
 	$(BIN)/genlab-mnist-lab --output_dir=runs/lab
 
-test: $(BIN)/activate
+test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 benchmark: $(BIN)/activate

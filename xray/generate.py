@@ -73,8 +73,9 @@ def generate_dataset(models, class_prompts, config, output_dir, verbose=True):
         print(f"{len(jobs)} images in this shard: {len(jobs) - len(pending)} already done, {len(pending)} to make.")
 
     contexts = _encode_unique(models, [text for job in pending for text in (job.prompt, job.negative_prompt)])
-    # Counts images, moving by a fraction of the batch each U-Net step, so the bar moves at
-    # 512 px on a CPU too; Keras prints seconds per image and the ETA.
+    # Counts images, moving by a fraction of the batch each U-Net step (decoding and writing
+    # are the last fraction), so the bar moves at 512 px on a CPU too; Keras prints seconds
+    # per image and the ETA.
     progress = keras.utils.Progbar(len(pending), unit_name="image", verbose=1 if verbose else 0)
     made = 0
     for first in range(0, len(pending), config.batch_size):
@@ -86,7 +87,7 @@ def generate_dataset(models, class_prompts, config, output_dir, verbose=True):
             unconditional_context=np.stack([contexts[job.negative_prompt] for job in batch]),
             num_steps=config.steps,
             guidance_scale=config.guidance_scale,
-            on_step=lambda step: progress.update(made + len(batch) * step / config.steps),
+            on_step=lambda step: progress.update(made + len(batch) * step / (config.steps + 1)),
         )
         for job, image in zip(batch, decode_to_uint8(models, latents)):
             dataset.write_png(output_dir, job, image, settings)
