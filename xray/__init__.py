@@ -1,1 +1,6 @@
-"""Synthetic X-ray datasets with KerasCV Stable Diffusion (issue 4; not built yet)."""
+"""Synthetic X-ray datasets with KerasCV's Stable Diffusion.
+
+prompts (classes and their prompts) -> weights (where the networks' weights come from;
+bridge for diffusers checkpoints) -> sampler (DDIM over KerasCV's networks) -> dataset
+(the folder on disk) -> generate (the orchestrator the `genlab-xray` script calls).
+"""
