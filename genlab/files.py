@@ -53,6 +53,17 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def read_json(path, how_to_fix):
+    """A JSON file's content, or a one-line `UserError` naming the file, the line and `how_to_fix`."""
+    from genlab.errors import UserError
+
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}; {how_to_fix}") from None
+
+
 def _json_default(value):
     # NumPy scalars and arrays appear in metrics; JSON has no type for them.
     if hasattr(value, "tolist"):

@@ -112,3 +112,10 @@ def test_timesteps_equal_diffusers_ddim_scheduler():
         ours = NoiseSchedule.from_diffusers_config(config, "test")
         assert ours.timesteps(25).tolist() == reference.timesteps.tolist(), spacing
         np.testing.assert_allclose(ours.alphas_cumprod, reference.alphas_cumprod.numpy(), rtol=1e-5)
+
+
+def test_a_malformed_config_names_the_file_and_line(tmp_path, clip_bpe_path):
+    write_configs(tmp_path, clip_bpe_path)
+    (tmp_path / "vae" / "config.json").write_text('{\n  "latent_channels": 4,\n}')
+    with pytest.raises(UserError, match=r"vae/config.json is not valid JSON: .* at line 3; repair or re-download"):
+        bridge.open_checkpoint(str(_with_weight_files(tmp_path)))

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sd1_checkpoint import write_checkpoint
 from xray import dataset
@@ -116,6 +117,6 @@ def test_xray_script_runs_from_the_checkpoint_and_from_its_conversion(checkpoint
     in_process = tmp_path / "in_process"
     generate_dataset(local, [ClassPrompt("chest", "Frontal chest X-ray", count=2)], XrayConfig(steps=2), str(in_process), verbose=False)
     for row in rows:
-        a = np.asarray(dataset.Image.open(from_checkpoint / row["file_name"]), dtype=np.int16)
-        b = np.asarray(dataset.Image.open(in_process / row["file_name"]), dtype=np.int16)
+        a = np.asarray(Image.open(from_checkpoint / row["file_name"]), dtype=np.int16)
+        b = np.asarray(Image.open(in_process / row["file_name"]), dtype=np.int16)
         assert np.abs(a - b).max() <= 1

@@ -23,7 +23,6 @@ applied by `xray.weights`), which makes KerasCV's outputs equal diffusers' to fl
 
 import gzip
 import io
-import json
 import os
 
 import keras
@@ -37,7 +36,7 @@ from keras_cv.src.models.stable_diffusion.resnet_block import ResnetBlock
 from keras_cv.src.models.stable_diffusion.text_encoder import CLIPEmbedding, CLIPEncoderLayer
 
 from genlab.errors import UserError
-from genlab.files import write_bytes, write_json
+from genlab.files import read_json, write_bytes, write_json
 from xray.sampler import NoiseSchedule
 
 COMPONENTS = {  # KerasCV network -> checkpoint sub-folder, its weight file's stem, tensors it does not use.
@@ -118,8 +117,7 @@ class DiffusersCheckpoint:
                 raise UserError(f"{path} is missing; a Stable Diffusion checkpoint's tokenizer/ holds vocab.json and merges.txt")
         with open(merges_path, "rb") as f:
             tokenizer = SimpleTokenizer(io.BytesIO(gzip.compress(f.read())))  # It reads gzipped merges.
-        with open(vocab_path, encoding="utf-8") as f:
-            vocab = json.load(f)
+        vocab = read_json(vocab_path, how_to_fix="repair or re-download the checkpoint")
         if vocab != tokenizer.encoder:
             differs = sorted(set(vocab.items()) ^ set(tokenizer.encoder.items()))[:1]
             raise UserError(f"{vocab_path} is not CLIP's vocabulary built from merges.txt (first difference: {differs}); "
@@ -147,11 +145,7 @@ class DiffusersCheckpoint:
         path = os.path.join(self.path, folder, name)
         if not os.path.isfile(path):
             raise UserError(f"{path} is missing; is {self.path!r} a diffusers Stable Diffusion checkpoint folder?")
-        with open(path, encoding="utf-8") as f:
-            try:
-                return json.load(f)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}") from None
+        return read_json(path, how_to_fix="repair or re-download the checkpoint")
 
     def _check_architecture(self):
         for folder, expected in _SD1_CONFIG.items():
@@ -326,7 +320,7 @@ def _walk(model, names, mappers):
         raise RuntimeError(f"KerasCV's {model.name} has {len(layers)} weighted layers, the mapping expects {len(names)}")
     pairs = []
     for layer, name in zip(layers, names):
-        mapper = next((fn for kind, fn in mappers.items() if type(layer) is kind), None)
+        mapper = mappers.get(type(layer))  # The exact class: a subclass may hold other weights.
         if mapper is None:
             raise RuntimeError(f"no mapping for KerasCV layer {layer.name} ({type(layer).__name__}) at {name}")
         pairs += mapper(layer, name)

@@ -11,7 +11,6 @@ any network is built.
 """
 
 import dataclasses
-import json
 import os
 
 import h5py
@@ -22,7 +21,7 @@ from keras_cv.src.models.stable_diffusion.diffusion_model import DiffusionModel
 from keras_cv.src.models.stable_diffusion.text_encoder import TextEncoder
 
 from genlab.errors import UserError
-from genlab.files import atomic_path
+from genlab.files import atomic_path, read_json
 from xray.bridge import CONVERSION_FILE, open_checkpoint, use_diffusers_numerics
 from xray.sampler import NoiseSchedule, tokenize
 
@@ -181,11 +180,7 @@ def _read_conversion(folder):
     path = os.path.join(folder, CONVERSION_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as error:
-            raise UserError(f"{path} is not valid JSON ({error.msg}); convert the checkpoint again") from None
+    return read_json(path, how_to_fix="convert the checkpoint again")
 
 
 def _load_keras_cv_file(network, path):
