@@ -27,7 +27,7 @@ setup(
     extras_require={
         # The bridge's parity tests run diffusers' and transformers' own networks (PyTorch CPU);
         # 2.13.0 is the CPU build these machines carry (a newer pin pulls GBs of CUDA wheels).
-        "test": ["pytest", "torch==2.13.0", "diffusers", "transformers"],
+        "test": ["pytest", "torch==2.13.0", "diffusers", "transformers", "nbclient", "nbformat", "ipykernel"],
     },
     entry_points={
         "console_scripts": [

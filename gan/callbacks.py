@@ -5,6 +5,7 @@ import glob
 import math
 import os
 import re
+import time
 
 import keras
 import numpy as np
@@ -51,7 +52,8 @@ class HistoryLogger(keras.callbacks.Callback):
     """Keeps `history.csv` (one row per finished epoch) and the loss and D-output plots.
 
     The CSV is rewritten whole and atomically each epoch; rows a resumed run repeats replace
-    the old ones, so the file always holds one row per epoch the checkpoint has seen.
+    the old ones, so the file always holds one row per epoch the checkpoint has seen. Each row
+    also has the epoch's wall-clock `seconds` (its callbacks excluded).
     """
 
     def __init__(self, csv_path, loss_plot_path, d_output_plot_path):
@@ -60,9 +62,13 @@ class HistoryLogger(keras.callbacks.Callback):
         self.loss_plot_path = loss_plot_path
         self.d_output_plot_path = d_output_plot_path
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._epoch_start
         rows = [row for row in read_history(self.csv_path) if int(row["epoch"]) < epoch + 1]
-        rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+        rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "seconds": seconds})
         fields = list(rows[-1])
         lines = [",".join(fields)] + [",".join(str(row.get(f, "")) for f in fields) for row in rows]
         write_text(self.csv_path, "\n".join(lines) + "\n")

@@ -128,6 +128,12 @@ class GAN(keras.Model):
         g_optimizer.build(self.generator.trainable_variables)
         self.real_label = real_label
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 (3.15 included) builds a model here from a batch it averages across
+        # replicas, which fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        # Both networks and both optimizers are built already: there is nothing to build.
+        pass
+
     @property
     def metrics(self):
         # Listed here so Keras resets them at the start of every epoch.
@@ -174,7 +180,16 @@ class GAN(keras.Model):
         self.g_loss_tracker.update_state(g_loss)
         self.d_real_tracker.update_state(ops.mean(ops.sigmoid(real_logits)))
         self.d_fake_tracker.update_state(ops.mean(ops.sigmoid(fake_logits)))
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs()
+
+    def _logs(self):
+        logs = {m.name: m.result() for m in self.metrics}
+        strategy = tf.distribute.get_strategy()
+        # Across several workers Keras 3 averages each log along axis 0, which a scalar lacks
+        # (keras-team/keras#20585); the test is the one Keras makes before doing so.
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
 
     def _noise(self, batch_size, for_generator_step):
         """Noise as a pure function of (seed, step, replica, which update).

@@ -52,7 +52,7 @@ class TrainConfig:
     seed: int = 0
     num_train_images: int = 0  # 0: all 60,000.
     jit_compile: bool = False
-    strategy: str = "default"
+    strategy: str = "auto"  # See genlab.distribute.make_strategy.
     tpu: str = ""
     mnist_path: str = ""
 
@@ -87,8 +87,11 @@ def train(config, output_dir, verbose=1, extra_callbacks=()):
     if config.architecture not in ARCHITECTURES:
         raise UserError(f"unknown architecture {config.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     paths = {name: os.path.join(output_dir, rel) for name, rel in OUTPUTS.items()}
-    os.makedirs(output_dir, exist_ok=True)
+    if is_chief():  # Other workers read the chief's checkpoints (shared storage) and write nothing.
+        os.makedirs(output_dir, exist_ok=True)
     _check_resumable(paths["config"], config)
+    # First: multi-worker collectives can only be set up before TensorFlow runs anything.
+    strategy = make_strategy(config.strategy, config.tpu)
     keras.utils.set_random_seed(config.seed)
 
     images, labels = mnist_for_gan(config)
@@ -101,7 +104,6 @@ def train(config, output_dir, verbose=1, extra_callbacks=()):
         .prefetch(tf.data.AUTOTUNE)
     )
 
-    strategy = make_strategy(config.strategy, config.tpu)
     with strategy.scope():
         generator, discriminator = build_networks(config.architecture, config.noise_dim, config.conditional)
         gan = GAN(generator, discriminator, seed=config.seed)

@@ -1,5 +1,6 @@
 """`tf.distribute` strategies by name, for the scripts' `--strategy` flag."""
 
+import glob
 import json
 import os
 
@@ -7,17 +8,40 @@ import tensorflow as tf
 
 from genlab.errors import UserError
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+
+
+def detect_runtime():
+    """"tpu", "gpu" or "cpu": the accelerator this machine (or Colab runtime) has.
+
+    A TPU VM shows its chips as /dev/accel* (v2-v4) or /dev/vfio/N (v5e and later) before
+    TensorFlow connects to them, so looking costs nothing on machines without one.
+    """
+    if glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*") or os.environ.get("TPU_NAME"):
+        return "tpu"
+    if tf.config.list_physical_devices("GPU"):
+        return "gpu"
+    return "cpu"
 
 
 def make_strategy(name, tpu_address=""):
     """Returns the strategy called `name`.
 
+    - auto: tpu on a TPU runtime, mirrored with several GPUs, else default.
     - default: one device (the GPU if there is one, else the CPU).
     - mirrored: every local GPU, gradients all-reduced.
     - multi_worker: several machines or processes; each reads its role from `TF_CONFIG`.
-    - tpu: a Cloud TPU (Colab: leave `tpu_address` empty to find the runtime's TPU).
+    - tpu: a TPU; `tpu_address` empty means this VM's own (Colab's TPU runtimes, Cloud TPU
+      VMs), else a TPU name or grpc:// address.
     """
+    if name == "auto":
+        runtime = detect_runtime()
+        if runtime == "tpu":
+            name = "tpu"
+        elif runtime == "gpu" and len(tf.config.list_physical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -28,7 +52,9 @@ def make_strategy(name, tpu_address=""):
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+            # "local": the chips attached to this VM; the empty default would look for a TPU
+            # node over the network, which Colab no longer has.
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "local")
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, tf.errors.OpError) as error:

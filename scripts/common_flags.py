@@ -18,8 +18,8 @@ def define_common_flags():
         f"Local MNIST .npz in keras.datasets.mnist's layout (default: ${ENV_VAR}, else Keras's download).",
     )
     flags.DEFINE_integer("seed", 0, "Seed for weights, noise and data order: same seed, same results.", lower_bound=0)
-    flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy: one device, all local GPUs, several workers (TF_CONFIG), or TPU.")
-    flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu (empty: the Colab/Cloud TPU runtime's own).")
+    flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy: auto (TPU if present, all GPUs if several, else one device), one device, all local GPUs, several workers (TF_CONFIG), or TPU.")
+    flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu (empty: this VM's own TPU, as on Colab).")
 
 
 def positive(name):

@@ -12,6 +12,7 @@ import os
 from absl import flags
 
 from gan.train import train
+from genlab.distribute import is_chief
 from scripts.common_flags import define_common_flags, run_program, write_flagfile
 from scripts.gan_flags import define_gan_flags, gan_config_from_flags
 
@@ -23,9 +24,13 @@ FLAGS = flags.FLAGS
 
 def main():
     config = gan_config_from_flags(FLAGS)
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    write_flagfile(os.path.join(FLAGS.output_dir, "flags.txt"), FLAGS)
+    if is_chief():
+        os.makedirs(FLAGS.output_dir, exist_ok=True)
+        write_flagfile(os.path.join(FLAGS.output_dir, "flags.txt"), FLAGS)
     result = train(config, FLAGS.output_dir)
+    if not is_chief():
+        print(f"Worker done: trained {result.epochs_done} epochs in {result.seconds:.0f} s; the chief wrote the outputs.")
+        return
     print(f"Trained {result.epochs_done} epochs in {result.seconds:.0f} s. Outputs in {os.path.abspath(FLAGS.output_dir)}:")
     print("  generator.keras, samples/ and samples.gif, loss_curves.png, history.csv, tensorboard/")
 

@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from gan.callbacks import latest_checkpoint, read_history
 from gan.model import build_networks
@@ -137,3 +138,18 @@ def test_multi_worker_without_tf_config_is_a_clear_error(mnist_path, tmp_path, m
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(UserError, match="multi_worker needs the TF_CONFIG"):
         train(tiny_config(mnist_path, strategy="multi_worker"), str(tmp_path), verbose=0)
+
+
+def test_auto_strategy_follows_the_runtime(monkeypatch):
+    from genlab import distribute
+
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    gpus = tf.config.list_physical_devices("GPU")
+    expected = "gpu" if gpus else "cpu"
+    if distribute.detect_runtime() != "tpu":
+        assert distribute.detect_runtime() == expected
+        assert distribute.make_strategy("auto").num_replicas_in_sync == (len(gpus) if len(gpus) > 1 else 1)
+    monkeypatch.setattr(distribute.tf.config, "list_physical_devices", lambda kind: ["fake GPU"] if kind == "GPU" else [])
+    assert distribute.detect_runtime() in ("gpu", "tpu")
+    monkeypatch.setenv("TPU_NAME", "my-tpu")
+    assert distribute.detect_runtime() == "tpu"

@@ -1,0 +1,58 @@
+"""GAN training with MultiWorkerMirroredStrategy over two local processes on loopback.
+
+Each process is started as a user would start a worker on its own machine: the same
+command, `--strategy=multi_worker`, and its own `TF_CONFIG`. The chief (worker 0) writes
+the outputs; worker 1 writes nothing.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from gan.callbacks import read_history
+from gan.sampling import load_generator
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_workers(args, output_dirs):
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(len(output_dirs))]}
+    workers = []
+    for index, output_dir in enumerate(output_dirs):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "scripts.train_gan", "--strategy=multi_worker", f"--output_dir={output_dir}", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    return workers
+
+
+def test_two_workers_train_one_gan_and_only_the_chief_writes(tiny_mnist, tmp_path):
+    chief_dir, worker_dir = tmp_path / "chief", tmp_path / "worker"
+    workers = start_workers(["--epochs=2", "--batch_size=32", "--noise_dim=16", f"--mnist_path={tiny_mnist}"],
+                            [chief_dir, worker_dir])
+    try:
+        results = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (stdout, stderr) in zip(workers, results):
+        assert worker.returncode == 0, stderr[-3000:]
+
+    assert (chief_dir / "generator.keras").is_file() and (chief_dir / "samples.gif").is_file()
+    assert not worker_dir.exists()  # Worker 1 wrote nothing, not even its folder.
+    assert "the chief wrote the outputs" in results[1][0]
+    history = read_history(str(chief_dir / "history.csv"))
+    # The global batch of 32 is split over the two workers: 512 images = 16 steps per epoch.
+    assert [int(row["epoch"]) for row in history] == [1, 2]
+    assert load_generator(str(chief_dir / "generator.keras")).count_params() > 0

@@ -1,0 +1,62 @@
+"""notebooks/labs.ipynb runs top to bottom in a real Jupyter kernel, on a tiny budget.
+
+As papermill does, a cell after the one tagged `parameters` overrides the budgets; local
+MNIST and CLIP's tokenizer come in through `MNIST_NPZ` and `CLIP_BPE_PATH`, the variables
+a user would set, and Stable Diffusion runs with random weights at 128 px.
+"""
+
+import json
+import os
+import zipfile
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import REPO
+
+NOTEBOOK = os.path.join(REPO, "notebooks", "labs.ipynb")
+TINY_BUDGET = """
+GAN_EPOCHS = 1
+GAN_CONDITIONAL = True
+GAN_NUM_TRAIN_IMAGES = 512
+LENET_EPOCHS = 1
+LENET_NUM_TRAIN_IMAGES = 2000
+DIGITS_TO_SORT = 100
+XRAY_WEIGHTS = "random"
+XRAY_IMAGE_SIZE = 128
+XRAY_STEPS = 2
+XRAY_IMAGES_PER_PROMPT = 1
+"""
+
+
+@pytest.mark.slow
+def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_path):
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    parameters = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
+    assert len(parameters) == 1, "the notebook needs exactly one cell tagged 'parameters'"
+    notebook.cells.insert(parameters[0] + 1, nbformat.v4.new_code_cell(TINY_BUDGET.strip()))
+    monkeypatch.setenv("MNIST_NPZ", mnist_path)
+    monkeypatch.setenv("CLIP_BPE_PATH", clip_bpe_path)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    # Raises CellExecutionError, naming the cell, if any cell fails.
+    NotebookClient(notebook, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    work = tmp_path / "runs" / "colab"
+    with open(work / "sorted" / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["generated"]["count"] == 100 and summary["conditional"]
+    assert len(list(work.glob("xray/*/*.png"))) == 6  # One image for each built-in class.
+    with zipfile.ZipFile(tmp_path / "runs" / "colab.zip") as archive:
+        assert "gan/generator.keras" in archive.namelist()
+
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    text = "".join(output.get("text", "") for output in outputs)
+    assert "Runtime: cpu" in text or "Runtime: gpu" in text
+    assert "MNIST score" in text and "real MNIST" in text  # The metrics table.
+    assert "RANDOM WEIGHTS" in text  # Random Stable Diffusion says so.
+    assert "classes: ['chest_cardiomegaly'" in text  # The X-ray folder loads as a dataset.
+    images = [output for output in outputs if "image/png" in output.get("data", {})]
+    # GAN grid, loss and D-output curves, LeNet's confusion matrix, 4 sorting figures, X-ray grid.
+    assert len(images) == 9
