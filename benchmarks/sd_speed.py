@@ -1,7 +1,12 @@
-"""Seconds per denoising step and per image of the X-ray generator's sampling path.
+"""Seconds per denoising step and per image: the X-ray generator against diffusers, same run.
 
-  python benchmarks/sd_speed.py                       # 256 and 512 px, eager and XLA
+  python benchmarks/sd_speed.py                       # 256 and 512 px, eager and XLA, and diffusers
   python benchmarks/sd_speed.py --sizes=512 --modes=eager --repeats=5
+
+The peer is diffusers' `UNet2DConditionModel`, `AutoencoderKL` decoder and transformers'
+`CLIPTextModel` (PyTorch on the CPU, its default threads, inference mode) with Stable
+Diffusion 1.x's configuration, random weights, the same latent size and batch. It needs the
+test extra (`pip install -e '.[test]'`); `--modes` without `diffusers` leaves it out.
 
 One image with guidance, so every step runs the U-Net on a batch of 2 (unconditional and
 conditional), as generation does. Random weights: speed does not depend on their values.
@@ -18,7 +23,7 @@ from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_la
 from xray.weights import load_stable_diffusion
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
-flags.DEFINE_list("modes", ["eager", "xla"], "eager: Keras graph functions; xla: jit_compile=True.")
+flags.DEFINE_list("modes", ["eager", "xla", "diffusers"], "eager: Keras graph functions; xla: jit_compile=True; diffusers: the PyTorch peer.")
 flags.DEFINE_integer("repeats", 3, "Timed steps per configuration (after one warm-up step).")
 flags.DEFINE_integer("steps_per_image", 25, "Denoising steps counted in seconds per image.")
 flags.DEFINE_string("tokenizer_path", "", "CLIP BPE file (default: $CLIP_BPE_PATH, else download).")
@@ -45,20 +50,49 @@ def measure(size, xla):
     return step_seconds, encode_seconds + decode_seconds + FLAGS.steps_per_image * step_seconds
 
 
+def measure_diffusers(size):
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    # diffusers' U-Net defaults are SD 1.x's but for the text width (768); its VAE's are a toy's.
+    unet, vae = UNet2DConditionModel(cross_attention_dim=768).eval(), AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512), latent_channels=4, layers_per_block=2,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4).eval()
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_act="quick_gelu", projection_dim=768)).eval()
+    latents = torch.randn(2, 4, size // 8, size // 8)
+    tokens = torch.zeros(2, 77, dtype=torch.long)
+    with torch.inference_mode():
+        text_encoder(tokens)  # Warm-up.
+        start = time.perf_counter()
+        context = text_encoder(tokens).last_hidden_state
+        encode_seconds = time.perf_counter() - start
+        marks = []
+        for step in range(FLAGS.repeats + 1):
+            unet(latents, 999 - step * 40, encoder_hidden_states=context)
+            marks.append(time.perf_counter())
+        step_seconds = statistics.median(b - a for a, b in zip(marks, marks[1:]))
+        vae.decode(latents[:1])  # Warm-up.
+        start = time.perf_counter()
+        vae.decode(latents[:1])
+        decode_seconds = time.perf_counter() - start
+    return step_seconds, encode_seconds + decode_seconds + FLAGS.steps_per_image * step_seconds
+
+
 def main(argv):
     del argv
     rows = []
     for size in map(int, FLAGS.sizes):
         for mode in FLAGS.modes:
-            step, image = measure(size, xla=(mode == "xla"))
+            step, image = measure_diffusers(size) if mode == "diffusers" else measure(size, xla=(mode == "xla"))
             rows.append((size, mode, step, image))
             print(f"  measured {size} px {mode}: {step:.2f} s/step", flush=True)
-    print(f"\nKerasCV Stable Diffusion, {FLAGS.precision}, U-Net batch 2 (guidance), median of {FLAGS.repeats} steps")
-    print(f"| size | mode | s/step | s/image ({FLAGS.steps_per_image} steps) | vs eager |")
+    print(f"\nStable Diffusion 1.x, {FLAGS.precision}, U-Net batch 2 (guidance), median of {FLAGS.repeats} steps")
+    print(f"| size | mode | s/step | s/image ({FLAGS.steps_per_image} steps) | step time / diffusers' |")
     print("| --- | --- | --- | --- | --- |")
-    eager = {size: step for size, mode, step, _ in rows if mode == "eager"}
+    peer = {size: step for size, mode, step, _ in rows if mode == "diffusers"}
     for size, mode, step, image in rows:
-        ratio = f"{eager[size] / step:.2f}x" if size in eager else "-"
+        ratio = f"{step / peer[size]:.2f}x" if size in peer else "-"
         print(f"| {size} | {mode} | {step:.2f} | {image:.0f} | {ratio} |")
 
 

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import socket
 
 import tensorflow as tf
 
@@ -74,3 +75,17 @@ def is_chief():
         return True
     has_chief = "chief" in config.get("cluster", {})
     return task.get("type") == "chief" or (not has_chief and task.get("type") == "worker" and task.get("index", 0) == 0)
+
+
+def local_tf_configs(num_workers):
+    """`TF_CONFIG` values for `num_workers` worker processes on this machine (loopback).
+
+    For trying and testing multi-worker training on one machine; each process gets one.
+    """
+    sockets = [socket.socket() for _ in range(num_workers)]
+    for s in sockets:
+        s.bind(("localhost", 0))  # Free ports, released just before the workers bind them.
+    cluster = {"worker": [f"localhost:{s.getsockname()[1]}" for s in sockets]}
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(num_workers)]

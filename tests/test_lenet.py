@@ -12,7 +12,7 @@ from lenet.train import LeNetConfig, load_classifier, sidecar_paths, train
 def test_architecture_is_lenet5():
     model = build_lenet5()
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.AveragePooling2D) and layer.pool_size == (2, 2)]
     dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert [c.filters for c in convs] == [6, 16] and [c.kernel_size for c in convs] == [(5, 5), (5, 5)]
     assert len(pools) == 2 and dense == [120, 84, 10]

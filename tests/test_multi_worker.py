@@ -5,32 +5,19 @@ command, `--strategy=multi_worker`, and its own `TF_CONFIG`. The chief (worker 0
 the outputs; worker 1 writes nothing.
 """
 
-import json
 import os
-import socket
 import subprocess
 import sys
 
 from gan.callbacks import read_history
 from gan.sampling import load_generator
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+from genlab.distribute import local_tf_configs
 
 
 def start_workers(args, output_dirs):
-    cluster = {"worker": [f"localhost:{port}" for port in free_ports(len(output_dirs))]}
     workers = []
-    for index, output_dir in enumerate(output_dirs):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    for tf_config, output_dir in zip(local_tf_configs(len(output_dirs)), output_dirs):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config)
         workers.append(subprocess.Popen(
             [sys.executable, "-m", "scripts.train_gan", "--strategy=multi_worker", f"--output_dir={output_dir}", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
