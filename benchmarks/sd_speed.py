@@ -59,7 +59,8 @@ def measure_diffusers(size):
     unet, vae = UNet2DConditionModel(cross_attention_dim=768).eval(), AutoencoderKL(
         block_out_channels=(128, 256, 512, 512), latent_channels=4, layers_per_block=2,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4).eval()
-    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_act="quick_gelu", projection_dim=768)).eval()
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                                                hidden_act="quick_gelu", projection_dim=768)).eval()
     latents = torch.randn(2, 4, size // 8, size // 8)
     tokens = torch.zeros(2, 77, dtype=torch.long)
     with torch.inference_mode():
