@@ -5,6 +5,8 @@ import json
 import os
 import tempfile
 
+from genlab.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path, temp_suffix=None):
@@ -55,8 +57,6 @@ def write_json(path, obj):
 
 def read_json(path, how_to_fix):
     """A JSON file's content, or a one-line `UserError` naming the file, the line and `how_to_fix`."""
-    from genlab.errors import UserError
-
     with open(path, encoding="utf-8") as f:
         try:
             return json.load(f)
@@ -73,9 +73,7 @@ def _json_default(value):
 
 def load_model_file(path, what, how_to_make):
     """Loads a `.keras` model, or raises a `UserError` naming `what` it should be and how to get one."""
-    import keras
-
-    from genlab.errors import UserError
+    import keras  # Here, not at the top: the file helpers alone need no Keras.
 
     if not os.path.isfile(path):
         raise UserError(f"{what} file {path!r} does not exist; {how_to_make}")
