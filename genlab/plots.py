@@ -79,15 +79,19 @@ def save_labelled_grid(path, images_by_label, ncols, title=None):
     _save(fig, path)
 
 
-def save_curves(path, x, series, xlabel, ylabel, title):
-    """Plots each named series in `series` (name -> values) against `x` on one axis."""
+def save_curves(path, x, series, xlabel, ylabel, title, log_y=False):
+    """Plots each named series on one axis; `series` maps a name to its values over `x`, or
+    to its own `(x, values)` pair."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in series.items():
-        ax.plot(x, values, label=name, marker="o" if len(x) < 30 else None)
+        xs, ys = values if isinstance(values, tuple) else (x, values)
+        ax.plot(xs, ys, label=name, marker="o" if len(xs) < 30 else None)
+    if log_y:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both" if log_y else "major")
     ax.legend()
     _save(fig, path)
 

@@ -59,3 +59,21 @@ def test_checkpoint_restores_optimizers_so_noise_continues(tmp_path):
     np.testing.assert_array_equal(restored._noise(4, True).numpy(), gan._noise(4, True).numpy())
     for a, b in zip(gan.d_optimizer.variables, restored.d_optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(gan.averaged_generator.weights, restored.averaged_generator.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("averaging_decay", [0.999, 0.0])
+def test_averaged_generator_is_a_moving_average_of_the_generator(averaging_decay):
+    generator, discriminator = build_networks("default", noise_dim=16, conditional=False)
+    gan = GAN(generator, discriminator, seed=0, averaging_decay=averaging_decay)
+    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+    start = [w.numpy().copy() for w in generator.weights]
+    images = np.random.default_rng(1).uniform(-1, 1, (8, 28, 28, 1)).astype("float32")
+    gan.train_step((tf.constant(images), tf.zeros(8, "int32")))
+    decay = min(averaging_decay, 2 / 11)  # After step 1, the warm-up caps the decay at 2/11.
+    for before, average, weight in zip(start, gan.averaged_generator.weights, generator.weights):
+        np.testing.assert_allclose(average.numpy(), decay * before + (1 - decay) * weight.numpy(), rtol=1e-5, atol=1e-7)
+    # Samples come from the average, in inference mode.
+    noise = np.random.default_rng(2).standard_normal((3, 16)).astype("float32")
+    np.testing.assert_allclose(gan.generate(noise).numpy(), gan.averaged_generator(noise, training=False).numpy())
