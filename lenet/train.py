@@ -22,10 +22,12 @@ from lenet.model import FEATURES_LAYER, build_lenet5
 
 @dataclasses.dataclass
 class LeNetConfig:
-    epochs: int = 8
-    batch_size: int = 128
-    learning_rate: float = 2e-3  # Peak of a cosine decay to 0 over the run.
-    augment: bool = True  # Small random shifts and rotations: the cheapest +0.2% on MNIST.
+    # 6 epochs of 256: median 99.32% in 56 s on 2 CPU cores (benchmarks/lenet_speed.py); 8 of 128
+    # reached the same accuracy in 138 s, since a step of 256 costs little more than one of 128.
+    epochs: int = 6
+    batch_size: int = 256
+    learning_rate: float = 4e-3  # Peak of a cosine decay to 0 over the run; doubled with the batch.
+    augment: bool = True  # Small random shifts: the cheapest +0.2% on MNIST.
     seed: int = 0
     num_train_images: int = 0  # 0: all 60,000.
     jit_compile: bool = True  # XLA: measured faster on CPU for this small net.
@@ -91,13 +93,9 @@ def _training_data(x, y, config):
     data = tf.data.Dataset.from_tensor_slices((images, y.astype("int32")))
     data = data.shuffle(len(images), seed=config.seed).batch(config.batch_size)
     if config.augment:
-        # Shifts of up to 2 px and rotations of up to ~7 degrees keep every digit legible.
-        augment = keras.Sequential(
-            [
-                keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=config.seed),
-                keras.layers.RandomRotation(0.02, fill_mode="constant", seed=config.seed + 1),
-            ]
-        )
+        # Shifts of up to 2 px keep every digit legible. (Small rotations on top bought nothing
+        # measurable in a 6-epoch run.)
+        augment = keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=config.seed)
         data = data.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)
 

@@ -14,7 +14,7 @@ flags.DEFINE_string("model_path", "runs/lenet/lenet.keras", "Where the trained m
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Passes over the training set.", lower_bound=1)
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per step.", lower_bound=1)
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam's peak learning rate (cosine decay to 0).")
-flags.DEFINE_bool("augment", _DEFAULTS.augment, "Random shifts and small rotations of training digits.")
+flags.DEFINE_bool("augment", _DEFAULTS.augment, "Random shifts of training digits (up to 2 pixels).")
 flags.DEFINE_integer("num_train_images", _DEFAULTS.num_train_images, "Train on the first N images (0: all 60,000).", lower_bound=0)
 flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "Compile training with XLA.")
 positive("learning_rate")
