@@ -23,7 +23,7 @@ from lenet.model import FEATURES_LAYER, build_lenet5
 @dataclasses.dataclass
 class LeNetConfig:
     # 6 epochs of 256: median 99.32% in 56 s on 2 CPU cores (benchmarks/lenet_speed.py); 8 of 128
-    # reached the same accuracy in 138 s, since a step of 256 costs little more than one of 128.
+    # took 138 s (a slower machine) for the same accuracy: a step of 256 costs little more.
     epochs: int = 6
     batch_size: int = 256
     learning_rate: float = 4e-3  # Peak of a cosine decay to 0 over the run; doubled with the batch.

@@ -1,7 +1,7 @@
 """The whole MNIST lab in one command: train the GAN, train (or reuse) LeNet, generate,
 classify, sort, report.
 
-  genlab-mnist-lab --output_dir=runs/lab                  # default budget: ~15 min on 2 CPU cores
+  genlab-mnist-lab --output_dir=runs/lab                  # default budget: 6 to 10 minutes on 2 CPU cores
   genlab-mnist-lab --output_dir=runs/lab --gan_epochs=30 --gan_conditional
 
 Outputs: OUTPUT_DIR/gan (see genlab-train-gan), OUTPUT_DIR/lenet/lenet.keras (unless
