@@ -24,6 +24,7 @@ the ratio of the two training times, and both runs' last figures; writes
 """
 
 import os
+import shutil
 import tempfile
 import time
 
@@ -138,6 +139,7 @@ def run_tutorial(clock):
 
 
 def run_project(clock, output_dir, conditional):
+    shutil.rmtree(output_dir, ignore_errors=True)  # Else `train` would resume an earlier benchmark's run.
     config = TrainConfig(conditional=conditional, mnist_path=os.environ.get(ENV_VAR, ""))
     if FLAGS.project_epochs:
         config.epochs = FLAGS.project_epochs
