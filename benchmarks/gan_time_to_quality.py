@@ -36,7 +36,7 @@ from absl import app, flags
 from gan.model import NUM_CLASSES, build_networks
 from gan.train import TrainConfig, mnist_for_gan, train
 from genlab import plots
-from genlab.files import write_text
+from genlab.files import write_csv
 from genlab.mnist import ENV_VAR, load_mnist
 from lenet.metrics import quality_report
 from lenet.model import probabilities_and_features
@@ -128,9 +128,9 @@ class QualityClock(keras.callbacks.Callback):
         return quality_report(probabilities, features, self.test_features, self.labels)
 
 
-def run_tutorial(clock):
+def run_tutorial(clock, mnist_path):
     keras.utils.set_random_seed(0)
-    images, labels = mnist_for_gan(TrainConfig(mnist_path=os.environ.get(ENV_VAR, "")))
+    images, labels = mnist_for_gan(TrainConfig(mnist_path=mnist_path))
     generator, discriminator = build_networks(TUTORIAL["architecture"], TUTORIAL["noise_dim"], conditional=False)
     model = TutorialDCGAN(generator, discriminator)
     model.compile(TUTORIAL["learning_rate"])
@@ -138,9 +138,9 @@ def run_tutorial(clock):
     model.fit(data, epochs=FLAGS.tutorial_epochs, callbacks=[clock], verbose=0)
 
 
-def run_project(clock, output_dir, conditional):
+def run_project(clock, mnist_path, output_dir, conditional):
     shutil.rmtree(output_dir, ignore_errors=True)  # Else `train` would resume an earlier benchmark's run.
-    config = TrainConfig(conditional=conditional, mnist_path=os.environ.get(ENV_VAR, ""))
+    config = TrainConfig(conditional=conditional, mnist_path=mnist_path)
     if FLAGS.project_epochs:
         config.epochs = FLAGS.project_epochs
     train(config, output_dir, verbose=0, extra_callbacks=[clock])
@@ -177,9 +177,9 @@ def main(argv):
         labels = (np.arange(FLAGS.samples) % NUM_CLASSES).astype("int32") if conditional else None
         clock = QualityClock(name, judge, test_features, noise, labels, rows)
         if name == "tutorial":
-            run_tutorial(clock)
+            run_tutorial(clock, mnist_path)
         else:
-            run_project(clock, os.path.join(FLAGS.output_dir, name), conditional)
+            run_project(clock, mnist_path, os.path.join(FLAGS.output_dir, name), conditional)
         _save(rows_by_run)  # After each run, so a long benchmark stopped early keeps what it measured.
 
     print("\n== summary")
@@ -201,9 +201,7 @@ def main(argv):
 
 
 def _save(rows_by_run):
-    all_rows = [row for rows in rows_by_run.values() for row in rows]
-    lines = [",".join(all_rows[0])] + [",".join(str(value) for value in row.values()) for row in all_rows]
-    write_text(os.path.join(FLAGS.output_dir, "time_to_quality.csv"), "\n".join(lines) + "\n")
+    write_csv(os.path.join(FLAGS.output_dir, "time_to_quality.csv"), [row for rows in rows_by_run.values() for row in rows])
     curves = {name: ([r["training_seconds"] / 60 for r in rows], [r["mnist_fid"] for r in rows])
               for name, rows in rows_by_run.items()}
     plots.save_curves(os.path.join(FLAGS.output_dir, "time_to_quality.png"), None, curves,

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from genlab import plots
-from genlab.files import atomic_path, write_text
+from genlab.files import atomic_path, write_csv
 
 _CHECKPOINT = re.compile(r"epoch_(\d+)\.weights\.h5$")
 
@@ -69,9 +69,7 @@ class HistoryLogger(keras.callbacks.Callback):
         seconds = time.perf_counter() - self._epoch_start
         rows = [row for row in read_history(self.csv_path) if int(row["epoch"]) < epoch + 1]
         rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "seconds": seconds})
-        fields = list(rows[-1])
-        lines = [",".join(fields)] + [",".join(str(row.get(f, "")) for f in fields) for row in rows]
-        write_text(self.csv_path, "\n".join(lines) + "\n")
+        write_csv(self.csv_path, rows)
 
         epochs = [int(row["epoch"]) for row in rows]
 

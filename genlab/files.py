@@ -51,6 +51,13 @@ def write_bytes(path, data):
             f.write(data)
 
 
+def write_csv(path, rows):
+    """Writes dict rows as CSV, with the last row's keys as the columns (older rows may lack some)."""
+    fields = list(rows[-1])
+    lines = [",".join(fields)] + [",".join(str(row.get(field, "")) for field in fields) for row in rows]
+    write_text(path, "\n".join(lines) + "\n")
+
+
 def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
