@@ -30,7 +30,7 @@ CONFIGURATIONS = {
 
 
 def images_per_second(images, labels, architecture, noise_dim, batch_size, learning_rate, beta_1, jit_compile):
-    generator, discriminator = build_networks(architecture, noise_dim, conditional=False)
+    generator, discriminator = build_networks(architecture, noise_dim)
     gan = GAN(generator, discriminator, seed=0)
     gan.compile(keras.optimizers.Adam(learning_rate, beta_1=beta_1), keras.optimizers.Adam(learning_rate, beta_1=beta_1),
                 jit_compile=jit_compile)

@@ -12,7 +12,8 @@ The peer is the tutorial (tensorflow.org/tutorials/generative/dcgan) as written:
 networks (`--architecture=tf_tutorial`: Dense 7x7x256, 5x5 transposed convolutions 128, 64,
 1; discriminator 5x5 convolutions 64, 128 with dropout 0.3), noise 100, batch 256, Adam
 1e-4 with Keras's default betas, and its train step, which feeds one generator pass to both
-networks' tapes. The project runs `gan.train.train` with its default `TrainConfig`.
+networks' tapes. The project runs `gan.train.train` with its default `TrainConfig`
+(unconditional, conditioned on clusters), with `conditional=True`, and with `clusters=0`.
 
 Prints the tutorial's FID after its last epoch, when the project first reached that FID,
 the ratio of the two training times, and both runs' last figures; writes
@@ -21,6 +22,7 @@ the ratio of the two training times, and both runs' last figures; writes
 
   python benchmarks/gan_time_to_quality.py --output_dir=runs/time_to_quality
   python benchmarks/gan_time_to_quality.py --runs=project_conditional   # conditional mode only
+  python benchmarks/gan_time_to_quality.py --runs=project,project_no_clusters   # what clusters are worth
 """
 
 import os
@@ -33,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from gan.model import NUM_CLASSES, build_networks
+from gan.model import NUM_CLASSES, build_networks, cluster_sampler
 from gan.train import TrainConfig, mnist_for_gan, train
 from genlab import plots
 from genlab.files import write_csv
@@ -43,7 +45,8 @@ from lenet.model import probabilities_and_features
 from lenet.train import LeNetConfig, load_classifier
 from lenet.train import train as train_lenet
 
-RUNS = ("project", "tutorial", "project_conditional")
+RUNS = ("project", "tutorial", "project_conditional", "project_no_clusters")
+PROJECT_RUNS = {"project": {}, "project_conditional": dict(conditional=True), "project_no_clusters": dict(clusters=0)}
 flags.DEFINE_list("runs", ["project", "tutorial"], f"Which runs, in order, from {', '.join(RUNS)}.")
 flags.DEFINE_integer("tutorial_epochs", 10, "Epochs for the tutorial's configuration (its own default is 50).", lower_bound=1)
 flags.DEFINE_integer("project_epochs", 0, "Epochs for the project's runs (0: TrainConfig's default).", lower_bound=0)
@@ -99,6 +102,12 @@ class QualityClock(keras.callbacks.Callback):
         self.noise, self.labels, self.rows = noise, labels, rows
         self.training_seconds = 0.0
 
+    def on_train_begin(self, logs=None):
+        # The project samples from its averaged generator; its latest weights, judged on the
+        # same noise, show what the averaging is worth on the very same training run.
+        shares = getattr(self.model, "cluster_shares", None)
+        self.latest = self.model.generator if shares is None else cluster_sampler(self.model.generator, shares)
+
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
@@ -106,10 +115,7 @@ class QualityClock(keras.callbacks.Callback):
         self.training_seconds += time.perf_counter() - self._start
         report = self._judge(self.model.generate)
         shares = report["class_distribution"]
-        # The project samples from its averaged generator; its latest weights, judged on the
-        # same noise, show what the averaging is worth on the very same training run.
-        latest = self._judge(lambda noise, labels: self.model.generator([noise, labels] if self.labels is not None else noise,
-                                                                         training=False))
+        latest = self._judge(lambda noise, labels: self.latest(noise if labels is None else [noise, labels], training=False))
         row = {"run": self.name, "epoch": epoch + 1, "training_seconds": round(self.training_seconds, 1),
                "mnist_fid": round(report["mnist_fid"], 3), "mnist_score": round(report["mnist_score"], 3),
                "class_entropy_bits": round(report["class_entropy_bits"], 3),
@@ -131,16 +137,16 @@ class QualityClock(keras.callbacks.Callback):
 def run_tutorial(clock, mnist_path):
     keras.utils.set_random_seed(0)
     images, labels = mnist_for_gan(TrainConfig(mnist_path=mnist_path))
-    generator, discriminator = build_networks(TUTORIAL["architecture"], TUTORIAL["noise_dim"], conditional=False)
+    generator, discriminator = build_networks(TUTORIAL["architecture"], TUTORIAL["noise_dim"])
     model = TutorialDCGAN(generator, discriminator)
     model.compile(TUTORIAL["learning_rate"])
     data = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(60000).batch(TUTORIAL["batch_size"])
     model.fit(data, epochs=FLAGS.tutorial_epochs, callbacks=[clock], verbose=0)
 
 
-def run_project(clock, mnist_path, output_dir, conditional):
+def run_project(clock, mnist_path, output_dir, settings):
     shutil.rmtree(output_dir, ignore_errors=True)  # Else `train` would resume an earlier benchmark's run.
-    config = TrainConfig(conditional=conditional, mnist_path=mnist_path)
+    config = TrainConfig(mnist_path=mnist_path, **settings)
     if FLAGS.project_epochs:
         config.epochs = FLAGS.project_epochs
     train(config, output_dir, verbose=0, extra_callbacks=[clock])
@@ -179,7 +185,7 @@ def main(argv):
         if name == "tutorial":
             run_tutorial(clock, mnist_path)
         else:
-            run_project(clock, mnist_path, os.path.join(FLAGS.output_dir, name), conditional)
+            run_project(clock, mnist_path, os.path.join(FLAGS.output_dir, name), PROJECT_RUNS[name])
         _save(rows_by_run)  # After each run, so a long benchmark stopped early keeps what it measured.
 
     print("\n== summary")

@@ -1,7 +1,7 @@
 """Seconds per denoising step and per image: the X-ray generator against diffusers, same run.
 
   python benchmarks/sd_speed.py                       # 256 and 512 px, eager and XLA, and diffusers
-  python benchmarks/sd_speed.py --sizes=512 --modes=eager --repeats=5
+  python benchmarks/sd_speed.py --sizes=512 --modes=eager,diffusers --precisions=float32,bfloat16
 
 The peer is diffusers' `UNet2DConditionModel`, `AutoencoderKL` decoder and transformers'
 `CLIPTextModel` (PyTorch on the CPU, its default threads, inference mode) with Stable
@@ -12,6 +12,8 @@ One image with guidance, so every step runs the U-Net on a batch of 2 (unconditi
 conditional), as generation does. Random weights: speed does not depend on their values.
 Each figure is the median of --repeats steps after a warm-up step (which traces and, with
 XLA, compiles). Seconds per image = steps x step + text encoding + VAE decoding.
+bfloat16 is Keras's `mixed_bfloat16` policy for the project and `.to(torch.bfloat16)` for
+diffusers; ratios are against diffusers in float32 (its default) at the same size.
 """
 
 import statistics
@@ -27,13 +29,16 @@ flags.DEFINE_list("modes", ["eager", "xla", "diffusers"], "eager: Keras graph fu
 flags.DEFINE_integer("repeats", 3, "Timed steps per configuration (after one warm-up step).")
 flags.DEFINE_integer("steps_per_image", 25, "Denoising steps counted in seconds per image.")
 flags.DEFINE_string("tokenizer_path", "", "CLIP BPE file (default: $CLIP_BPE_PATH, else download).")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute precision.")
+flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16, for both the project and diffusers.")
+flags.register_validator("precisions", lambda values: set(values) <= {"float32", "bfloat16"},
+                         "--precisions takes float32 and/or bfloat16")
 FLAGS = flags.FLAGS
+KERAS_PRECISION = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
-def measure(size, xla):
+def measure(size, xla, precision):
     models = load_stable_diffusion(size, "random", tokenizer_path=FLAGS.tokenizer_path,
-                                   precision=FLAGS.precision, jit_compile=xla)
+                                   precision=KERAS_PRECISION[precision], jit_compile=xla)
     encode_texts(models, ["Frontal chest X-ray", ""])  # Warm-up trace of the text encoder.
     start = time.perf_counter()
     context, unconditional = encode_texts(models, ["Frontal chest X-ray", ""])
@@ -50,7 +55,7 @@ def measure(size, xla):
     return step_seconds, encode_seconds + decode_seconds + FLAGS.steps_per_image * step_seconds
 
 
-def measure_diffusers(size):
+def measure_diffusers(size, precision):
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -61,7 +66,9 @@ def measure_diffusers(size):
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4).eval()
     text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
                                                 hidden_act="quick_gelu", projection_dim=768)).eval()
-    latents = torch.randn(2, 4, size // 8, size // 8)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
+    unet, vae, text_encoder = unet.to(dtype), vae.to(dtype), text_encoder.to(dtype)
+    latents = torch.randn(2, 4, size // 8, size // 8, dtype=dtype)
     tokens = torch.zeros(2, 77, dtype=torch.long)
     with torch.inference_mode():
         text_encoder(tokens)  # Warm-up.
@@ -84,17 +91,19 @@ def main(argv):
     del argv
     rows = []
     for size in map(int, FLAGS.sizes):
-        for mode in FLAGS.modes:
-            step, image = measure_diffusers(size) if mode == "diffusers" else measure(size, xla=(mode == "xla"))
-            rows.append((size, mode, step, image))
-            print(f"  measured {size} px {mode}: {step:.2f} s/step", flush=True)
-    print(f"\nStable Diffusion 1.x, {FLAGS.precision}, U-Net batch 2 (guidance), median of {FLAGS.repeats} steps")
-    print(f"| size | mode | s/step | s/image ({FLAGS.steps_per_image} steps) | step time / diffusers' |")
-    print("| --- | --- | --- | --- | --- |")
-    peer = {size: step for size, mode, step, _ in rows if mode == "diffusers"}
-    for size, mode, step, image in rows:
+        for precision in FLAGS.precisions:
+            for mode in FLAGS.modes:
+                step, image = (measure_diffusers(size, precision) if mode == "diffusers"
+                               else measure(size, xla=(mode == "xla"), precision=precision))
+                rows.append((size, mode, precision, step, image))
+                print(f"  measured {size} px {mode} {precision}: {step:.2f} s/step", flush=True)
+    print(f"\nStable Diffusion 1.x, U-Net batch 2 (guidance), median of {FLAGS.repeats} steps")
+    print(f"| size | mode | precision | s/step | s/image ({FLAGS.steps_per_image} steps) | step time / diffusers float32 |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    peer = {size: step for size, mode, precision, step, _ in rows if (mode, precision) == ("diffusers", "float32")}
+    for size, mode, precision, step, image in rows:
         ratio = f"{step / peer[size]:.2f}x" if size in peer else "-"
-        print(f"| {size} | {mode} | {step:.2f} | {image:.0f} | {ratio} |")
+        print(f"| {size} | {mode} | {precision} | {step:.2f} | {image:.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,14 @@ Follows keras-io's `dcgan_overriding_train_step.py`: each network is built in on
 Class-conditional mode follows keras-io's conditional GAN for the generator (the one-hot
 label is concatenated to the noise) and uses a projection discriminator (Miyato & Koyama,
 2018) instead of label channels: it conditions just as well and costs one embedding.
+Unconditional runs train the same way on clusters of the images instead of labels (see
+`gan.clusters`) and save `cluster_sampler`, which takes noise alone.
 """
 
+import math
+
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -89,10 +94,10 @@ def build_discriminator(num_classes=None, conv=(32, 64), kernel_size=4, dropout=
     return keras.Model([image, label], logit + projection, name="discriminator")
 
 
-def build_networks(architecture, noise_dim, conditional):
-    """Returns `(generator, discriminator)` for a name in `ARCHITECTURES`."""
+def build_networks(architecture, noise_dim, num_classes=None):
+    """Returns `(generator, discriminator)` for a name in `ARCHITECTURES`, conditioned on
+    `num_classes` labels (digits or clusters) or, if None, on nothing."""
     spec = ARCHITECTURES[architecture]
-    num_classes = NUM_CLASSES if conditional else None
     generator = build_generator(
         noise_dim, num_classes, spec["generator_dense_filters"], spec["generator_conv"], spec["kernel_size"]
     )
@@ -102,6 +107,34 @@ def build_networks(architecture, noise_dim, conditional):
 
 def is_conditional(generator):
     return len(generator.inputs) == 2
+
+
+@keras.saving.register_keras_serializable(package="genlab")
+class ClusterFromNoise(layers.Layer):
+    """Each sample's cluster, chosen by its first noise value with the clusters' shares.
+
+    For z ~ N(0, 1), Phi(z) is uniform on (0, 1); cutting (0, 1) at the cumulative shares
+    picks cluster j with probability shares[j], and the same noise always the same cluster.
+    """
+
+    def __init__(self, shares, **kwargs):
+        super().__init__(**kwargs)
+        self.shares = [float(share) for share in shares]
+
+    def call(self, noise):
+        uniform = 0.5 * (1.0 + ops.erf(noise[:, :1] / math.sqrt(2.0)))
+        bounds = ops.convert_to_tensor(np.cumsum(self.shares)[:-1], dtype=uniform.dtype)
+        return ops.sum(ops.cast(uniform >= bounds, "int32"), axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "shares": self.shares}
+
+
+def cluster_sampler(generator, shares):
+    """A noise -> image model around a cluster-conditioned `generator` (weights shared)."""
+    noise = keras.Input(generator.inputs[0].shape[1:], name="noise")
+    cluster = ClusterFromNoise(shares, name="cluster")(noise)
+    return keras.Model(noise, generator([noise, cluster]), name="generator")
 
 
 class GAN(keras.Model):
@@ -114,12 +147,15 @@ class GAN(keras.Model):
     it scored higher than the latest weights after every epoch of benchmarks/gan_time_to_quality.py.
     """
 
-    def __init__(self, generator, discriminator, seed=None, averaging_decay=0.999, **kwargs):
+    def __init__(self, generator, discriminator, seed=None, averaging_decay=0.999, cluster_shares=None, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
         self.averaged_generator = keras.models.clone_model(generator)
         self.averaged_generator.set_weights(generator.get_weights())
+        self.cluster_shares = cluster_shares
+        # What `generate` runs and training saves: noise (and label) -> image.
+        self.sampler = self.averaged_generator if cluster_shares is None else cluster_sampler(self.averaged_generator, cluster_shares)
         self.averaging_decay = averaging_decay
         self.noise_dim = generator.inputs[0].shape[-1]
         self.conditional = is_conditional(generator)
@@ -152,8 +188,9 @@ class GAN(keras.Model):
         return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker, self.d_fake_tracker]
 
     def generate(self, noise, labels=None):
-        """Images from the averaged generator: what grids and the saved generator show."""
-        return self.averaged_generator(self._with_labels(noise, labels), training=False)
+        """Images from the averaged generator: what grids and the saved generator show.
+        `labels` are digits in conditional mode; with clusters, the noise picks them."""
+        return self.sampler(noise if labels is None else [noise, labels], training=False)
 
     def _with_labels(self, inputs, labels):
         return [inputs, labels] if self.conditional else inputs

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from gan.callbacks import EpochCheckpoint, HistoryLogger, NanGuard, SampleGrid, latest_checkpoint, read_history
+from gan.clusters import cluster_shares, pixel_clusters
 from gan.model import ARCHITECTURES, GAN, NUM_CLASSES, build_networks
 from genlab.distribute import is_chief, make_strategy
 from genlab.errors import UserError
@@ -33,7 +34,7 @@ OUTPUTS = {
 }
 
 # Settings that fix the networks' shapes: a resumed run must match them.
-_MODEL_FIELDS = ("architecture", "noise_dim", "conditional")
+_MODEL_FIELDS = ("architecture", "noise_dim", "conditional", "clusters")
 
 
 @dataclasses.dataclass
@@ -45,6 +46,7 @@ class TrainConfig:
     noise_dim: int = 64
     architecture: str = "default"
     conditional: bool = False
+    clusters: int = 100  # Unconditional runs condition on this many clusters of the images (gan.clusters); 0: none.
     g_learning_rate: float = 2e-4
     d_learning_rate: float = 2e-4
     beta_1: float = 0.5  # Radford et al. (2015): 0.9 oscillates, 0.5 is stable.
@@ -76,6 +78,22 @@ def mnist_for_gan(config):
     return images, y_train.astype("int32")
 
 
+def conditioning(config, images, labels):
+    """What both networks are conditioned on: (per-image ids, their count, cluster shares).
+
+    Conditional: the digit labels. Unconditional with clusters: cluster ids (the labels are
+    dropped) and each cluster's share, which sampling follows. Otherwise: no conditioning.
+    """
+    if config.conditional:
+        return labels, NUM_CLASSES, None
+    if not config.clusters:
+        return labels, None, None  # The labels ride along in the dataset, unused.
+    if config.clusters > len(images):
+        raise UserError(f"--clusters={config.clusters} is more than the {len(images)} training images; use fewer clusters")
+    clusters = pixel_clusters(images, config.clusters, config.seed)
+    return clusters, config.clusters, cluster_shares(clusters, config.clusters)
+
+
 def fixed_noise(config, count=100):
     """The noise (and labels) the per-epoch grids use: the same for every epoch and run."""
     noise = np.random.default_rng(config.seed).standard_normal((count, config.noise_dim)).astype("float32")
@@ -98,16 +116,17 @@ def train(config, output_dir, verbose=1, extra_callbacks=()):
     images, labels = mnist_for_gan(config)
     if len(images) < config.batch_size:
         raise UserError(f"--batch_size={config.batch_size} is larger than the {len(images)} training images")
+    condition, num_classes, shares = conditioning(config, images, labels)
     dataset = (
-        tf.data.Dataset.from_tensor_slices((images, labels))
+        tf.data.Dataset.from_tensor_slices((images, condition))
         .shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 
     with strategy.scope():
-        generator, discriminator = build_networks(config.architecture, config.noise_dim, config.conditional)
-        gan = GAN(generator, discriminator, seed=config.seed, averaging_decay=config.averaging_decay)
+        generator, discriminator = build_networks(config.architecture, config.noise_dim, num_classes)
+        gan = GAN(generator, discriminator, seed=config.seed, averaging_decay=config.averaging_decay, cluster_shares=shares)
         gan.compile(
             d_optimizer=keras.optimizers.Adam(config.d_learning_rate, beta_1=config.beta_1),
             g_optimizer=keras.optimizers.Adam(config.g_learning_rate, beta_1=config.beta_1),
@@ -148,8 +167,8 @@ def train(config, output_dir, verbose=1, extra_callbacks=()):
         )
     if is_chief():
         with atomic_path(paths["generator"]) as tmp:
-            gan.averaged_generator.save(tmp)
-    return TrainResult(gan.averaged_generator, read_history(paths["history"]), config.epochs, output_dir, seconds)
+            gan.sampler.save(tmp)
+    return TrainResult(gan.sampler, read_history(paths["history"]), config.epochs, output_dir, seconds)
 
 
 def _check_resumable(config_path, config):

@@ -18,6 +18,11 @@ def define_gan_flags(prefix=""):
     flags.DEFINE_integer(f"{p}noise_dim", _DEFAULTS.noise_dim, "Length of the generator's noise vector.", lower_bound=1)
     flags.DEFINE_enum(f"{p}architecture", _DEFAULTS.architecture, list(ARCHITECTURES), "Network sizes: the project's default or TensorFlow's DCGAN tutorial.")
     flags.DEFINE_bool(f"{p}conditional", _DEFAULTS.conditional, "Class-conditional GAN: both nets see the digit label.")
+    flags.DEFINE_integer(f"{p}clusters", _DEFAULTS.clusters,
+                         "Unconditional runs: both nets see which of this many k-means clusters of the training "
+                         "images (no labels) an image is in, and sampling picks clusters by their share; 0: plain DCGAN. "
+                         "Keep several hundred images per cluster.",
+                         lower_bound=0)
     flags.DEFINE_float(f"{p}g_learning_rate", _DEFAULTS.g_learning_rate, "Generator's Adam learning rate.")
     flags.DEFINE_float(f"{p}d_learning_rate", _DEFAULTS.d_learning_rate, "Discriminator's Adam learning rate.")
     flags.DEFINE_float(f"{p}beta_1", _DEFAULTS.beta_1, "Adam beta_1 for both optimizers, in [0, 1).")

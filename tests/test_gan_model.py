@@ -9,7 +9,7 @@ from gan.model import ARCHITECTURES, GAN, build_networks
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
 @pytest.mark.parametrize("conditional", [False, True])
 def test_shapes_and_ranges(architecture, conditional):
-    generator, discriminator = build_networks(architecture, noise_dim=16, conditional=conditional)
+    generator, discriminator = build_networks(architecture, noise_dim=16, num_classes=10 if conditional else None)
     noise = np.random.default_rng(0).standard_normal((5, 16)).astype("float32") * 10  # Large, to hit tanh's tails.
     labels = np.arange(5, dtype="int32")
     images = generator([noise, labels] if conditional else noise).numpy()
@@ -20,7 +20,7 @@ def test_shapes_and_ranges(architecture, conditional):
 
 
 def test_conditional_generator_depends_on_label():
-    generator, _ = build_networks("default", noise_dim=16, conditional=True)
+    generator, _ = build_networks("default", noise_dim=16, num_classes=10)
     noise = np.zeros((2, 16), "float32")
     images = generator([noise, np.array([3, 7], "int32")]).numpy()
     assert not np.allclose(images[0], images[1])
@@ -28,7 +28,7 @@ def test_conditional_generator_depends_on_label():
 
 @pytest.mark.parametrize("conditional", [False, True])
 def test_one_train_step_updates_both_networks(conditional):
-    generator, discriminator = build_networks("default", noise_dim=16, conditional=conditional)
+    generator, discriminator = build_networks("default", noise_dim=16, num_classes=10 if conditional else None)
     gan = GAN(generator, discriminator, seed=0)
     gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
     before_g = [w.numpy().copy() for w in generator.trainable_weights]
@@ -42,13 +42,13 @@ def test_one_train_step_updates_both_networks(conditional):
 
 
 def test_checkpoint_restores_optimizers_so_noise_continues(tmp_path):
-    generator, discriminator = build_networks("default", noise_dim=16, conditional=False)
+    generator, discriminator = build_networks("default", noise_dim=16)
     gan = GAN(generator, discriminator, seed=0)
     gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
     gan.train_step((tf.zeros((4, 28, 28, 1)), tf.zeros(4, "int32")))
     gan.save_weights(str(tmp_path / "c.weights.h5"))
 
-    g2, d2 = build_networks("default", noise_dim=16, conditional=False)
+    g2, d2 = build_networks("default", noise_dim=16)
     restored = GAN(g2, d2, seed=123)
     restored.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
     restored.load_weights(str(tmp_path / "c.weights.h5"))
@@ -65,7 +65,7 @@ def test_checkpoint_restores_optimizers_so_noise_continues(tmp_path):
 
 @pytest.mark.parametrize("averaging_decay", [0.999, 0.0])
 def test_averaged_generator_is_a_moving_average_of_the_generator(averaging_decay):
-    generator, discriminator = build_networks("default", noise_dim=16, conditional=False)
+    generator, discriminator = build_networks("default", noise_dim=16)
     gan = GAN(generator, discriminator, seed=0, averaging_decay=averaging_decay)
     gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
     start = [w.numpy().copy() for w in generator.weights]

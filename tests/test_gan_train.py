@@ -29,8 +29,9 @@ def background_fraction(images):
 def test_a_few_epochs_on_real_digits_learn_their_look(mnist_path, tmp_path):
     # An untrained generator's tanh outputs sit near 0 (grey); MNIST is ~80% black (-1)
     # background. After a few epochs on 2,000 real digits, fakes must have learned that.
-    config = tiny_config(mnist_path, epochs=4, num_train_images=2000, batch_size=64, d_learning_rate=5e-4, g_learning_rate=5e-4)
-    untrained, _ = sample_digits(build_networks("default", 16, False)[0], 500)
+    # No clusters: 2,000 digits make 20 per cluster, which the discriminator learns by heart.
+    config = tiny_config(mnist_path, epochs=4, num_train_images=2000, batch_size=64, d_learning_rate=5e-4, g_learning_rate=5e-4, clusters=0)
+    untrained, _ = sample_digits(build_networks("default", 16)[0], 500)
     result = train(config, str(tmp_path), verbose=0)
     trained, _ = sample_digits(result.generator, 500)
     assert background_fraction(untrained) < 0.2
@@ -99,6 +100,30 @@ def test_conditional_sampling_api(mnist_path, tmp_path):
     assert labels.tolist() == [i % 10 for i in range(25)]
     images7, labels7 = sample_digits(generator, 3, labels=[7, 7, 7])
     assert labels7.tolist() == [7, 7, 7]
+
+
+def test_unconditional_training_reads_no_labels(mnist_path, tmp_path, monkeypatch):
+    # Clusters of the images stand in for labels: scrambling MNIST's labels changes nothing.
+    import gan.train
+
+    config = tiny_config(mnist_path, clusters=8)
+    first = train(config, str(tmp_path / "a"), verbose=0)
+    real_load = gan.train.load_mnist
+
+    def scrambled_labels(path):
+        (x, y), test = real_load(path)
+        return (x, np.random.default_rng(0).permutation(y)), test
+
+    monkeypatch.setattr(gan.train, "load_mnist", scrambled_labels)
+    second = train(config, str(tmp_path / "b"), verbose=0)
+    noise, _ = fixed_noise(config)
+    assert len(second.generator.inputs) == 1  # Saved as a noise -> image model.
+    np.testing.assert_array_equal(first.generator.predict(noise, verbose=0), second.generator.predict(noise, verbose=0))
+
+
+def test_more_clusters_than_images_is_a_clear_error(mnist_path, tmp_path):
+    with pytest.raises(UserError, match="--clusters=300 is more than the 256 training images"):
+        train(tiny_config(mnist_path, clusters=300), str(tmp_path), verbose=0)
 
 
 def test_load_generator_errors(tmp_path):

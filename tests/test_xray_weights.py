@@ -70,3 +70,42 @@ def test_a_file_of_another_network_is_refused(random_sd, tmp_path, clip_bpe_path
         h5py.File(folder / name, "w").close()
     with pytest.raises(UserError, match="kcv_encoder.h5' does not fit KerasCV's text_encoder"):
         load_stable_diffusion(128, "local", str(folder), clip_bpe_path)
+
+
+@pytest.mark.parametrize("cpu_flags, expected", [
+    ("fpu sse2 avx2 fma avx512f avx512_bf16 avx512_vnni", "mixed_bfloat16"),
+    ("fpu sse2 avx2 fma amx_bf16 amx_tile", "mixed_bfloat16"),
+    ("fpu sse2 avx2 fma avx512f avx512_vnni", "float32"),  # AVX-512 alone has no bfloat16 arithmetic.
+    (None, "float32"),  # No /proc/cpuinfo (macOS, Windows).
+])
+def test_auto_precision_follows_the_cpu(tmp_path, monkeypatch, cpu_flags, expected):
+    monkeypatch.setattr(weights.tf.config, "list_physical_devices", lambda kind: [])
+    cpuinfo = tmp_path / "cpuinfo"
+    if cpu_flags is not None:
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {cpu_flags}\n")
+    assert weights.resolve_precision("auto", str(cpuinfo)) == expected
+    assert weights.resolve_precision("float32", str(cpuinfo)) == "float32"
+
+
+def test_auto_precision_keeps_float32_on_a_gpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights.tf.config, "list_physical_devices", lambda kind: ["a GPU"] if kind == "GPU" else [])
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: avx512_bf16\n")
+    assert weights.resolve_precision("auto", str(cpuinfo)) == "float32"
+
+
+@pytest.mark.parametrize("network", ["diffusion_model", "decoder"])
+def test_bfloat16_networks_stay_close_to_float32(network):
+    # What --precision=auto trades on bfloat16 CPUs: about 1.6% relative error per call
+    # (random weights); a layer computing in the wrong dtype or skipping a cast would be far off.
+    exact = weights.build_network(network, 128, "float32")
+    fast = weights.build_network(network, 128, "mixed_bfloat16")
+    fast.set_weights(exact.get_weights())
+    rng = np.random.default_rng(0)
+    if network == "diffusion_model":
+        inputs = [rng.standard_normal(shape).astype("float32") for shape in ((2, 16, 16, 4), (2, 320), (2, 77, 768))]
+    else:
+        inputs = rng.standard_normal((1, 16, 16, 4)).astype("float32")
+    expected, got = exact(inputs).numpy(), np.asarray(fast(inputs), dtype="float32")
+    relative_error = np.linalg.norm(got - expected) / np.linalg.norm(expected)
+    assert 1e-4 < relative_error < 0.05  # Above 1e-4: it did compute in bfloat16.
