@@ -11,7 +11,9 @@ test extra (`pip install -e '.[test]'`); `--modes` without `diffusers` leaves it
 One image with guidance, so every step runs the U-Net on a batch of 2 (unconditional and
 conditional), as generation does. Random weights: speed does not depend on their values.
 Each figure is the median of --repeats steps after a warm-up step (which traces and, with
-XLA, compiles). Seconds per image = steps x step + text encoding + VAE decoding.
+XLA, compiles). Seconds per image = steps x step + text encoding + VAE decoding. Every
+configuration keeps its networks in memory: at 512 px, run a few per process (24 GB holds
+about six).
 bfloat16 is Keras's `mixed_bfloat16` policy for the project and `.to(torch.bfloat16)` for
 diffusers; ratios are against diffusers in float32 (its default) at the same size.
 """
@@ -96,7 +98,7 @@ def main(argv):
                 step, image = (measure_diffusers(size, precision) if mode == "diffusers"
                                else measure(size, xla=(mode == "xla"), precision=precision))
                 rows.append((size, mode, precision, step, image))
-                print(f"  measured {size} px {mode} {precision}: {step:.2f} s/step", flush=True)
+                print(f"  measured {size} px {mode} {precision}: {step:.2f} s/step, {image:.0f} s/image", flush=True)
     print(f"\nStable Diffusion 1.x, U-Net batch 2 (guidance), median of {FLAGS.repeats} steps")
     print(f"| size | mode | precision | s/step | s/image ({FLAGS.steps_per_image} steps) | step time / diffusers float32 |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -41,7 +41,7 @@ _MODEL_FIELDS = ("architecture", "noise_dim", "conditional", "clusters")
 class TrainConfig:
     """Everything a training run depends on. Defaults are the project's tuned settings."""
 
-    epochs: int = 15  # About 8 minutes on 2 CPU cores (benchmarks/gan_time_to_quality.py).
+    epochs: int = 15  # 8 to 10 minutes on 2 CPU cores (benchmarks/gan_time_to_quality.py).
     batch_size: int = 64
     noise_dim: int = 64
     architecture: str = "default"

@@ -41,7 +41,11 @@ def clip_bpe_path():
 
 @pytest.fixture(scope="session")
 def random_sd(clip_bpe_path):
-    """KerasCV's real Stable Diffusion networks at 128x128 with random weights (built once, ~45 s)."""
+    """KerasCV's real Stable Diffusion networks at 128x128 with random weights (built once, ~45 s).
+
+    float32, not the default `auto`, so every machine tests the same numbers: `auto` is
+    bfloat16 on some CPUs, tested apart in test_xray_weights.py and test_xray_generate.py.
+    """
     from xray.weights import load_stable_diffusion
 
-    return load_stable_diffusion(128, "random", tokenizer_path=clip_bpe_path)
+    return load_stable_diffusion(128, "random", tokenizer_path=clip_bpe_path, precision="float32")
