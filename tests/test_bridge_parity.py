@@ -7,7 +7,8 @@ must be under 5e-5 of the output's largest magnitude. Measured: 9e-7 (text encod
 3.5e-6 (U-Net), 9e-6 (decoder); float32 has 6e-8 relative precision and these networks
 sum thousands of products per output. With KerasCV's own numerics (tanh GELU, epsilon
 1e-5) the U-Net misses it (8.2e-5 measured), which is why the bridge switches them; the
-decoder's epsilon change stays near round-off with random weights (1.3e-5).
+decoder's epsilon change stays near round-off with random weights (1.3e-5). All in float32:
+the default precision, `auto`, is bfloat16 on CPUs with AVX-512 BF16.
 """
 
 import os
@@ -48,7 +49,7 @@ def checkpoint(tmp_path_factory, clip_bpe_path):
 
 @pytest.fixture(scope="module")
 def converted(checkpoint):
-    return load_stable_diffusion(128, "diffusers", str(checkpoint[0]))
+    return load_stable_diffusion(128, "diffusers", str(checkpoint[0]), precision="float32")
 
 
 def test_tokenizer_ids_equal_transformers(checkpoint, converted):
@@ -107,7 +108,7 @@ def test_xray_script_runs_from_the_checkpoint_and_from_its_conversion(checkpoint
     _script("scripts.convert_diffusers", [f"--checkpoint={checkpoint[0]}", f"--output_dir={weights}"])
     assert sorted(os.listdir(weights)) == ["bpe_simple_vocab_16e6.txt.gz", "conversion.json",
                                            "kcv_decoder.h5", "kcv_diffusion_model.h5", "kcv_encoder.h5"]
-    local = load_stable_diffusion(128, "local", str(weights))  # Tokenizer, schedule and numerics from the folder.
+    local = load_stable_diffusion(128, "local", str(weights), precision="float32")  # Tokenizer, schedule and numerics from the folder.
     assert (local.numerics, local.schedule.describe()) == (converted.numerics, converted.schedule.describe())
     for network in ("text_encoder", "diffusion_model", "decoder"):
         for a, b in zip(getattr(local, network).weights, getattr(converted, network).weights):
