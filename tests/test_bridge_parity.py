@@ -96,7 +96,7 @@ def _script(module, args):
 def test_xray_script_runs_from_the_checkpoint_and_from_its_conversion(checkpoint, converted, tmp_path):
     prompts = tmp_path / "prompts.json"
     prompts.write_text('[{"class": "chest", "prompt": "Frontal chest X-ray", "count": 2}]')
-    args = ["--image_size=128", "--steps=2", f"--prompt_file={prompts}"]
+    args = ["--image_size=128", "--steps=2", "--precision=float32", f"--prompt_file={prompts}"]
     from_checkpoint = tmp_path / "from_checkpoint"
     _script("scripts.generate_xrays", [*args, "--weights=diffusers", f"--weights_path={checkpoint[0]}", f"--output_dir={from_checkpoint}"])
     rows = dataset.write_index(str(from_checkpoint))

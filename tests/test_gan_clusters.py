@@ -1,6 +1,5 @@
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from gan.clusters import cluster_shares, pixel_clusters

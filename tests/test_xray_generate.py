@@ -12,7 +12,6 @@ from xray import dataset
 from xray.generate import XrayConfig, generate_dataset
 from xray.prompts import ClassPrompt
 from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
-from xray.weights import load_stable_diffusion
 
 PROMPTS = [ClassPrompt("chest_normal", "Frontal chest X-ray of healthy lungs"),
            ClassPrompt("radius_fracture", "X-ray of a fractured radius bone", "color")]
@@ -92,12 +91,10 @@ def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(random_sd,
     _assert_same_images(_pixels(out), _pixels(whole_dataset))
 
 
-def test_bfloat16_images_barely_depend_on_the_batch(random_sd, clip_bpe_path):
+def test_bfloat16_images_barely_depend_on_the_batch(random_sd, random_sd_bfloat16):
     # --precision=auto is bfloat16 on CPUs with AVX-512 BF16 or AMX: there an image made in a
     # batch and made alone may round differently, and both stay near the float32 image.
-    fast = load_stable_diffusion(128, "random", tokenizer_path=clip_bpe_path, precision="mixed_bfloat16")
-    for name in ("text_encoder", "diffusion_model", "decoder"):
-        getattr(fast, name).set_weights(getattr(random_sd, name).get_weights())
+    fast = random_sd_bfloat16
 
     def images(models, seeds):
         noise = np.stack([initial_noise(seed, 128) for seed in seeds])

@@ -95,17 +95,15 @@ def test_auto_precision_keeps_float32_on_a_gpu(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("network", ["diffusion_model", "decoder"])
-def test_bfloat16_networks_stay_close_to_float32(network):
+def test_bfloat16_networks_stay_close_to_float32(random_sd, random_sd_bfloat16, network):
     # What --precision=auto trades on bfloat16 CPUs: about 1.6% relative error per call
     # (random weights); a layer computing in the wrong dtype or skipping a cast would be far off.
-    exact = weights.build_network(network, 128, "float32")
-    fast = weights.build_network(network, 128, "mixed_bfloat16")
-    fast.set_weights(exact.get_weights())
+    exact, fast = getattr(random_sd, network), getattr(random_sd_bfloat16, network)
     rng = np.random.default_rng(0)
     if network == "diffusion_model":
         inputs = [rng.standard_normal(shape).astype("float32") for shape in ((2, 16, 16, 4), (2, 320), (2, 77, 768))]
     else:
         inputs = rng.standard_normal((1, 16, 16, 4)).astype("float32")
-    expected, got = exact(inputs).numpy(), np.asarray(fast(inputs), dtype="float32")
+    expected, got = np.asarray(exact(inputs)), np.asarray(fast(inputs), dtype="float32")
     relative_error = np.linalg.norm(got - expected) / np.linalg.norm(expected)
     assert 1e-4 < relative_error < 0.05  # Above 1e-4: it did compute in bfloat16.
