@@ -50,14 +50,3 @@ def random_sd(clip_bpe_path):
 
     return load_stable_diffusion(128, "random", tokenizer_path=clip_bpe_path, precision="float32")
 
-
-@pytest.fixture(scope="session")
-def random_sd_bfloat16(random_sd, clip_bpe_path):
-    """`random_sd`'s networks and weights in bfloat16: what `--precision=auto` runs on CPUs
-    with AVX-512 BF16 or AMX. One shared copy: each set of networks holds about 4 GB."""
-    from xray.weights import load_stable_diffusion
-
-    models = load_stable_diffusion(128, "random", tokenizer_path=clip_bpe_path, precision="mixed_bfloat16")
-    for name in ("text_encoder", "diffusion_model", "decoder"):
-        getattr(models, name).set_weights(getattr(random_sd, name).get_weights())
-    return models

@@ -90,20 +90,3 @@ def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(random_sd,
     assert (result.made, result.skipped) == (1, 5)
     _assert_same_images(_pixels(out), _pixels(whole_dataset))
 
-
-def test_bfloat16_images_barely_depend_on_the_batch(random_sd, random_sd_bfloat16):
-    # --precision=auto is bfloat16 on CPUs with AVX-512 BF16 or AMX: there an image made in a
-    # batch and made alone may round differently, and both stay near the float32 image.
-    fast = random_sd_bfloat16
-
-    def images(models, seeds):
-        noise = np.stack([initial_noise(seed, 128) for seed in seeds])
-        context, unconditional = np.repeat(encode_texts(models, [PROMPTS[0].prompt, ""])[:, None], len(seeds), axis=1)
-        latents = sample_latents(models, noise, context, unconditional, num_steps=2, guidance_scale=7.5)
-        return decode_to_uint8(models, latents).astype(np.int16)
-
-    batched, alone, exact = images(fast, [3, 4])[0], images(fast, [3])[0], images(random_sd, [3])[0]
-    # Measured here (random weights, whose noise images are all fine detail): batched against
-    # alone, 2.3 grey levels on average and 19 at most; bfloat16 against float32, 2.0 and 17.
-    assert np.abs(batched - alone).mean() <= 4 and np.abs(batched - alone).max() <= 32
-    assert 0 < np.abs(alone - exact).mean() <= 4 and np.abs(alone - exact).max() <= 32
