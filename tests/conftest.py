@@ -44,9 +44,8 @@ def random_sd(clip_bpe_path):
     """KerasCV's real Stable Diffusion networks at 128x128 with random weights (built once, ~45 s).
 
     float32, not the default `auto`, so every machine tests the same numbers: `auto` is
-    bfloat16 on some CPUs, tested apart in test_xray_weights.py and test_xray_generate.py.
+    bfloat16 on some CPUs, tested apart at the end of test_xray_weights.py.
     """
     from xray.weights import load_stable_diffusion
 
     return load_stable_diffusion(128, "random", tokenizer_path=clip_bpe_path, precision="float32")
-

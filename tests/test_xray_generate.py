@@ -89,4 +89,3 @@ def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(random_sd,
     result = generate_dataset(random_sd, PROMPTS, config, str(out), verbose=False)
     assert (result.made, result.skipped) == (1, 5)
     _assert_same_images(_pixels(out), _pixels(whole_dataset))
-
