@@ -12,6 +12,7 @@ the default precision, `auto`, is bfloat16 on CPUs with AVX-512 BF16.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -44,7 +45,8 @@ def assert_round_off(ours, reference):
 def checkpoint(tmp_path_factory, clip_bpe_path):
     folder = tmp_path_factory.mktemp("sd1") / "checkpoint"
     networks = write_checkpoint(folder, clip_bpe_path)
-    return folder, networks
+    yield folder, networks
+    shutil.rmtree(folder)  # 4 GB of safetensors; the later modules write their own.
 
 
 @pytest.fixture(scope="module")
