@@ -1,9 +1,19 @@
+import ctypes
 import os
+import sys
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The suite builds full-sized Stable Diffusion networks (about 4 GB a set) in one module after
+# another, and its memory ran past 24 GB: TensorFlow's oneDNN allocator keeps all it ever held
+# and glibc keeps freed weights in its heap. With the system allocator and every block of 1 MB
+# or more mapped on its own, a freed network goes back to the OS.
+os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
+if sys.platform == "linux":
+    M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h.
+    ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1 << 20)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO, "..", "shared", "data")

@@ -101,8 +101,9 @@ def random_sd_bfloat16(random_sd, clip_bpe_path):
     with AVX-512 BF16 or AMX. Module-scoped, and this module runs last: each set of networks
     holds about 4 GB, and the suite's machines have 24."""
     models = load_stable_diffusion(128, "random", tokenizer_path=clip_bpe_path, precision="mixed_bfloat16")
-    for name in ("text_encoder", "diffusion_model", "decoder"):
-        getattr(models, name).set_weights(getattr(random_sd, name).get_weights())
+    for name in ("text_encoder", "diffusion_model", "decoder"):  # Variable by variable: no 4 GB copy.
+        for mine, source in zip(getattr(models, name).weights, getattr(random_sd, name).weights, strict=True):
+            mine.assign(source)
     return models
 
 
