@@ -1,4 +1,5 @@
 import ctypes
+import gc
 import os
 import sys
 
@@ -14,6 +15,16 @@ os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 if sys.platform == "linux":
     M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h.
     ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
+
+@pytest.fixture(autouse=True)
+def collect_networks():
+    """Keras networks are reference cycles, which CPython frees only at its occasional full
+    collection: collect after every test, so that a test's networks are gone before the next
+    test builds its own."""
+    yield
+    gc.collect()
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
