@@ -1,6 +1,8 @@
 # Two commands for a fresh machine (Python 3.10+):
-#   make run    the MNIST lab: train the GAN and LeNet, generate, classify, sort, report
-#   make test   install the test dependencies and run the test suite
+#   make run        the MNIST lab: train the GAN and LeNet, generate, classify, sort, report
+#   make test       install the test dependencies and run the whole test suite
+#   make test-fast  the edit loop: everything but the tests marked slow (real Stable Diffusion
+#                   networks, the bridge's parity, the notebook, multi-process training)
 # Offline machines: MNIST_NPZ=/path/to/mnist.npz make run
 
 PYTHON ?= python3
@@ -9,7 +11,7 @@ BIN = $(VENV)/bin
 PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test benchmark clean
+.PHONY: run test test-fast benchmark clean
 
 $(BIN)/activate: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +29,9 @@ run: $(BIN)/activate
 
 test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.test-deps
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 benchmark: $(BIN)/activate
 	$(BIN)/python benchmarks/gan_throughput.py

@@ -8,7 +8,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["genlab", "gan", "lenet", "xray", "scripts"]),
+    packages=find_packages(include=["genlab", "gan", "lenet", "xray", "mnist_lab", "scripts"]),
+    # The reference judge every MNIST metric is measured with (lenet/reference.py).
+    package_data={"lenet": ["reference_judge_*.npz", "reference_judge_*.json"]},
     install_requires=[
         # Verified together: keras-cv 0.9.0 runs on Keras 3.15 / TensorFlow 2.21.
         "tensorflow>=2.16,<2.22",

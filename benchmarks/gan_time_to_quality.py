@@ -1,22 +1,24 @@
 """GAN time to quality: MNIST-FID against training seconds, this project vs TensorFlow's DCGAN tutorial.
 
 Both train on real MNIST on this machine in the same run. After every epoch the generator
-draws `--samples` digits (fixed noise) that a LeNet-5 judges: MNIST-FID against the 10,000
-test digits, the MNIST score (Inception Score with LeNet), the class shares, and in
-conditional mode the share classified as the intended digit; the FID and score of the
-generator's latest weights too (the project samples from their moving average). The clock counts training
-only: each epoch's time in `fit`, with the project's own per-epoch callbacks (sample grid,
-history, checkpoint) in it and the evaluation left out.
+draws `--samples` digits (fixed noise) that the reference judge (`lenet.reference`, the same
+LeNet-5 on every machine) measures: MNIST-FID against the 10,000 test digits, the MNIST score,
+the class shares, and in conditional mode the share classified as the intended digit; the
+FID and score of the generator's latest weights too (the project samples from their moving
+average). Real training digits, as many as `--samples`, are measured the same way: that row
+is the floor a generator is compared with, at the same sample count.
 
-The peer is the tutorial (tensorflow.org/tutorials/generative/dcgan) as written: its
-networks (`--architecture=tf_tutorial`: Dense 7x7x256, 5x5 transposed convolutions 128, 64,
-1; discriminator 5x5 convolutions 64, 128 with dropout 0.3), noise 100, batch 256, Adam
-1e-4 with Keras's default betas, and its train step, which feeds one generator pass to both
-networks' tapes. The project runs `gan.train.train` with its default `TrainConfig`
-(unconditional, conditioned on clusters), with `conditional=True`, and with `clusters=0`.
+The clock counts everything a user waits for before and during training, and leaves the
+judging out: from the call that starts a run (loading MNIST, the project's k-means clustering
+of the training images, building and compiling) through each epoch's time in `fit`, with the
+project's own per-epoch callbacks (sample grid, history, checkpoint) in it.
+
+The peer is the tutorial as written (`benchmarks/tutorial_dcgan.py`). The project runs
+`gan.train.train` with its default `TrainConfig` (unconditional, conditioned on clusters),
+with `conditional=True`, and with `clusters=0`.
 
 Prints the tutorial's FID after its last epoch, when the project first reached that FID,
-the ratio of the two training times, and both runs' last figures; writes
+the ratio of the two training times, each run's last figures beside real digits'; writes
 `time_to_quality.csv` and `time_to_quality.png` (FID against training minutes) to
 `--output_dir`.
 
@@ -27,7 +29,6 @@ the ratio of the two training times, and both runs' last figures; writes
 
 import os
 import shutil
-import tempfile
 import time
 
 import keras
@@ -35,15 +36,18 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from gan.model import NUM_CLASSES, build_networks, cluster_sampler
+from gan.clusters import cluster_sampler
 from gan.train import TrainConfig, mnist_for_gan, train
 from genlab import plots
 from genlab.files import write_csv
-from genlab.mnist import ENV_VAR, load_mnist
+from genlab.images import to_uint8
+from genlab.mnist import ENV_VAR, NUM_CLASSES, load_mnist
+from genlab.noise import gaussian_noise
+from lenet import reference
 from lenet.metrics import quality_report
-from lenet.model import probabilities_and_features
-from lenet.train import LeNetConfig, load_classifier
-from lenet.train import train as train_lenet
+from machine import describe_machine
+from tutorial_dcgan import SETTINGS as TUTORIAL
+from tutorial_dcgan import build_tutorial
 
 RUNS = ("project", "tutorial", "project_conditional", "project_no_clusters")
 PROJECT_RUNS = {"project": {}, "project_conditional": dict(conditional=True), "project_no_clusters": dict(clusters=0)}
@@ -51,58 +55,22 @@ flags.DEFINE_list("runs", ["project", "tutorial"], f"Which runs, in order, from 
 flags.DEFINE_integer("tutorial_epochs", 10, "Epochs for the tutorial's configuration (its own default is 50).", lower_bound=1)
 flags.DEFINE_integer("project_epochs", 0, "Epochs for the project's runs (0: TrainConfig's default).", lower_bound=0)
 flags.DEFINE_integer("samples", 5000, "Generated digits per evaluation.", lower_bound=100)
-flags.DEFINE_string("classifier", "", "A LeNet-5 saved by genlab-train-lenet (empty: train one first, untimed).")
 flags.DEFINE_string("output_dir", "runs/time_to_quality", "Where the CSV, the plot and the runs' outputs go.")
 FLAGS = flags.FLAGS
 
-TUTORIAL = dict(architecture="tf_tutorial", noise_dim=100, batch_size=256, learning_rate=1e-4)
-
-
-class TutorialDCGAN(keras.Model):
-    """The tutorial's `train_step`: one forward pass, two tapes, both networks updated."""
-
-    def __init__(self, generator, discriminator):
-        super().__init__()
-        self.generator = generator
-        self.discriminator = discriminator
-        self.noise_dim = generator.inputs[0].shape[-1]
-        self.built = True
-
-    def compile(self, learning_rate):
-        super().compile()
-        self.g_optimizer = keras.optimizers.Adam(learning_rate)
-        self.d_optimizer = keras.optimizers.Adam(learning_rate)
-
-    def generate(self, noise, labels=None):
-        return self.generator(noise, training=False)
-
-    def train_step(self, data):
-        images, _ = data
-        noise = tf.random.normal([tf.shape(images)[0], self.noise_dim])
-        bce = keras.losses.BinaryCrossentropy(from_logits=True)
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            generated = self.generator(noise, training=True)
-            real_output = self.discriminator(images, training=True)
-            fake_output = self.discriminator(generated, training=True)
-            g_loss = bce(tf.ones_like(fake_output), fake_output)
-            d_loss = bce(tf.ones_like(real_output), real_output) + bce(tf.zeros_like(fake_output), fake_output)
-        g_grads = g_tape.gradient(g_loss, self.generator.trainable_variables)
-        d_grads = d_tape.gradient(d_loss, self.discriminator.trainable_variables)
-        self.g_optimizer.apply_gradients(zip(g_grads, self.generator.trainable_variables))
-        self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
-        return {"g_loss": g_loss, "d_loss": d_loss}
-
-
 class QualityClock(keras.callbacks.Callback):
-    """Adds up each epoch's training time, then judges the generator's digits (untimed)."""
+    """Counts the set-up and each epoch's training time, then judges the generator's digits (untimed)."""
 
     def __init__(self, name, judge, test_features, noise, labels, rows):
         super().__init__()
         self.name, self.judge, self.test_features = name, judge, test_features
         self.noise, self.labels, self.rows = noise, labels, rows
         self.training_seconds = 0.0
+        self._run_start = time.perf_counter()  # Made just before the run starts.
 
     def on_train_begin(self, logs=None):
+        # Set-up before the first epoch: loading, clustering (project), building, compiling.
+        self.training_seconds = time.perf_counter() - self._run_start
         # The project samples from its averaged generator; its latest weights, judged on the
         # same noise, show what the averaging is worth on the very same training run.
         shares = getattr(self.model, "cluster_shares", None)
@@ -130,16 +98,14 @@ class QualityClock(keras.callbacks.Callback):
             generate(self.noise[i:i + 500], None if self.labels is None else self.labels[i:i + 500]).numpy()
             for i in range(0, len(self.noise), 500)
         ])
-        probabilities, features = self.judge.predict(plots.to_uint8(images).astype("float32"), batch_size=1000, verbose=0)
+        probabilities, features = self.judge.predict(to_uint8(images).astype("float32"), batch_size=1000, verbose=0)
         return quality_report(probabilities, features, self.test_features, self.labels)
 
 
 def run_tutorial(clock, mnist_path):
     keras.utils.set_random_seed(0)
     images, labels = mnist_for_gan(TrainConfig(mnist_path=mnist_path))
-    generator, discriminator = build_networks(TUTORIAL["architecture"], TUTORIAL["noise_dim"])
-    model = TutorialDCGAN(generator, discriminator)
-    model.compile(TUTORIAL["learning_rate"])
+    model = build_tutorial()
     data = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(60000).batch(TUTORIAL["batch_size"])
     model.fit(data, epochs=FLAGS.tutorial_epochs, callbacks=[clock], verbose=0)
 
@@ -157,29 +123,42 @@ def time_to_reach(rows, target_fid):
     return next((row["training_seconds"] for row in rows if row["mnist_fid"] <= target_fid), None)
 
 
+def real_digits_row(judge, test_features, count, mnist_path):
+    """The floor: `count` real training digits, measured exactly as the generators' digits are."""
+    (x_train, y_train), _ = load_mnist(mnist_path or None)
+    index = np.random.default_rng(1).choice(len(x_train), size=count, replace=False)
+    probabilities, features = judge.predict(x_train[index][..., None].astype("float32"), batch_size=1000, verbose=0)
+    report = quality_report(probabilities, features, test_features, y_train[index])
+    shares = report["class_distribution"]
+    return {"run": "real_mnist", "epoch": 0, "training_seconds": 0.0,
+            "mnist_fid": round(report["mnist_fid"], 3), "mnist_score": round(report["mnist_score"], 3),
+            "class_entropy_bits": round(report["class_entropy_bits"], 3),
+            "min_class_share": round(min(shares), 4), "max_class_share": round(max(shares), 4),
+            "accuracy_vs_intended": round(report["accuracy_vs_intended"], 4)}
+
+
 def main(argv):
     del argv
     unknown = set(FLAGS.runs) - set(RUNS)
     if unknown:
         raise app.UsageError(f"--runs: unknown {', '.join(sorted(unknown))}; choose from {', '.join(RUNS)}")
     os.makedirs(FLAGS.output_dir, exist_ok=True)
+    print(describe_machine())
     mnist_path = os.environ.get(ENV_VAR, "")
-    classifier = FLAGS.classifier
-    if not classifier:
-        classifier = os.path.join(tempfile.mkdtemp(), "lenet.keras")
-        print("Training the judge (LeNet-5, default flags; not timed)...", flush=True)
-        train_lenet(LeNetConfig(mnist_path=mnist_path), classifier, verbose=0)
-    judge = probabilities_and_features(load_classifier(classifier))
+    judge = reference.load_reference_judge()
+    print(f"Judge: {reference.describe()}; {FLAGS.samples} digits per evaluation", flush=True)
     _, (x_test, _) = load_mnist(mnist_path or None)
     _, test_features = judge.predict(x_test[..., None].astype("float32"), batch_size=1000, verbose=0)
+    real = real_digits_row(judge, test_features, FLAGS.samples, mnist_path)
+    print("  ".join(f"{k}={v}" for k, v in real.items()), flush=True)
 
-    rows_by_run = {}
+    rows_by_run = {"real_mnist": [real]}
     for name in FLAGS.runs:
         print(f"== {name}", flush=True)
         rows = rows_by_run[name] = []
         conditional = name == "project_conditional"
         noise_dim = TUTORIAL["noise_dim"] if name == "tutorial" else TrainConfig.noise_dim
-        noise = np.random.default_rng(1).standard_normal((FLAGS.samples, noise_dim)).astype("float32")
+        noise = gaussian_noise(1, (FLAGS.samples, noise_dim))
         labels = (np.arange(FLAGS.samples) % NUM_CLASSES).astype("int32") if conditional else None
         clock = QualityClock(name, judge, test_features, noise, labels, rows)
         if name == "tutorial":
@@ -188,11 +167,15 @@ def main(argv):
             run_project(clock, mnist_path, os.path.join(FLAGS.output_dir, name), PROJECT_RUNS[name])
         _save(rows_by_run)  # After each run, so a long benchmark stopped early keeps what it measured.
 
-    print("\n== summary")
+    print(f"\n== summary ({FLAGS.samples} digits each, {reference.describe()})")
+    print(f"real MNIST training digits: FID {real['mnist_fid']:.2f}, MNIST score {real['mnist_score']:.2f} (the floor)")
     for name, rows in rows_by_run.items():
+        if name == "real_mnist":
+            continue
         last = rows[-1]
-        print(f"{name}: after {last['epoch']} epochs, {last['training_seconds'] / 60:.1f} min of training: "
-              f"FID {last['mnist_fid']:.2f}, MNIST score {last['mnist_score']:.2f}, "
+        level = "level with real digits" if last["mnist_fid"] <= real["mnist_fid"] else f"{last['mnist_fid'] / real['mnist_fid']:.1f}x real digits' FID"
+        print(f"{name}: after {last['epoch']} epochs, {last['training_seconds'] / 60:.1f} min: "
+              f"FID {last['mnist_fid']:.2f} ({level}), MNIST score {last['mnist_score']:.2f}, "
               f"class shares {last['min_class_share']:.1%}..{last['max_class_share']:.1%}"
               + (f", {last['accuracy_vs_intended']:.1%} classified as intended" if name == "project_conditional" else ""))
     if "tutorial" in rows_by_run and "project" in rows_by_run:
@@ -209,9 +192,12 @@ def main(argv):
 def _save(rows_by_run):
     write_csv(os.path.join(FLAGS.output_dir, "time_to_quality.csv"), [row for rows in rows_by_run.values() for row in rows])
     curves = {name: ([r["training_seconds"] / 60 for r in rows], [r["mnist_fid"] for r in rows])
-              for name, rows in rows_by_run.items()}
+              for name, rows in rows_by_run.items() if name != "real_mnist"}
+    longest = max([minutes[-1] for minutes, _ in curves.values() if minutes] or [1.0])
+    real_fid = rows_by_run["real_mnist"][0]["mnist_fid"]
+    curves["real MNIST (floor, same count)"] = ([0.0, longest], [real_fid, real_fid])
     plots.save_curves(os.path.join(FLAGS.output_dir, "time_to_quality.png"), None, curves,
-                      "training minutes (2 CPU cores)", "MNIST-FID (LeNet features, log scale)",
+                      "training minutes (set-up included)", "MNIST-FID (reference judge, log scale)",
                       "GAN time to quality: lower is better", log_y=True)
 
 

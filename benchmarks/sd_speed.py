@@ -1,111 +1,133 @@
-"""Seconds per denoising step and per image: the X-ray generator against diffusers, same run.
+"""Stable Diffusion on this CPU: the X-ray generator against diffusers, same run, matched precision.
 
-  python benchmarks/sd_speed.py                       # 256 and 512 px, eager and XLA, and diffusers
-  python benchmarks/sd_speed.py --sizes=512 --modes=eager,diffusers --precisions=float32,bfloat16
+  python benchmarks/sd_speed.py                                  # 256 and 512 px, float32
+  python benchmarks/sd_speed.py --sizes=512 --precisions=float32,bfloat16 --modes=project,diffusers
 
-The peer is diffusers' `UNet2DConditionModel`, `AutoencoderKL` decoder and transformers'
-`CLIPTextModel` (PyTorch on the CPU, its default threads, inference mode) with Stable
-Diffusion 1.x's configuration, random weights, the same latent size and batch. It needs the
-test extra (`pip install -e '.[test]'`); `--modes` without `diffusers` leaves it out.
+Each configuration makes whole images, timed end to end: text encoding of the prompt and
+the negative prompt, `--steps_per_image` denoising steps with guidance (so every step runs
+the U-Net on a batch of 2), and VAE decoding. A short image first traces the graphs (and,
+with XLA, compiles); the timed image follows. Seconds per step are the median of that
+image's steps. Random weights: speed does not depend on their values.
 
-One image with guidance, so every step runs the U-Net on a batch of 2 (unconditional and
-conditional), as generation does. Random weights: speed does not depend on their values.
-Each figure is the median of --repeats steps after a warm-up step (which traces and, with
-XLA, compiles). Seconds per image = steps x step + text encoding + VAE decoding. Every
-configuration keeps its networks in memory: at 512 px, run a few per process (24 GB holds
-about six).
-bfloat16 is Keras's `mixed_bfloat16` policy for the project and `.to(torch.bfloat16)` for
-diffusers; ratios are against diffusers in float32 (its default) at the same size.
+The peer is diffusers' `UNet2DConditionModel`, `AutoencoderKL` decoder, `DDIMScheduler` and
+transformers' `CLIPTextModel` with Stable Diffusion 1.x's configuration, run as
+`StableDiffusionPipeline` runs them (inference mode, guidance as one batch of 2). It needs
+the test extra (`pip install -e '.[test]'`). PyTorch gets as many threads as TensorFlow
+uses; both are printed.
+
+The headline is the ratio at matched precision (bfloat16 against bfloat16, float32 against
+float32): the same arithmetic, so the ratio is the libraries' speed. The ratio against
+diffusers' default (float32) follows it: what a user switching tools would see. bfloat16
+is Keras's `mixed_bfloat16` policy for the project and `.to(torch.bfloat16)` for diffusers.
 """
 
+import os
 import statistics
 import time
 
+import tensorflow as tf
 from absl import app, flags
 
+from machine import describe_machine
 from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
 from xray.weights import load_stable_diffusion
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
-flags.DEFINE_list("modes", ["eager", "xla", "diffusers"], "eager: Keras graph functions; xla: jit_compile=True; diffusers: the PyTorch peer.")
-flags.DEFINE_integer("repeats", 3, "Timed steps per configuration (after one warm-up step).")
-flags.DEFINE_integer("steps_per_image", 25, "Denoising steps counted in seconds per image.")
+flags.DEFINE_list("modes", ["project", "diffusers"], "project: Keras graph functions; xla: the project with "
+                  "jit_compile=True; diffusers: the PyTorch peer.")
+flags.DEFINE_integer("steps_per_image", 25, "Denoising steps of the timed image.", lower_bound=2)
 flags.DEFINE_string("tokenizer_path", "", "CLIP BPE file (default: $CLIP_BPE_PATH, else download).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16, for both the project and diffusers.")
 flags.register_validator("precisions", lambda values: set(values) <= {"float32", "bfloat16"},
                          "--precisions takes float32 and/or bfloat16")
 FLAGS = flags.FLAGS
 KERAS_PRECISION = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+PROMPTS = ["Frontal chest X-ray of healthy lungs", "color, text, watermark"]
 
 
-def measure(size, xla, precision):
+def tensorflow_threads():
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
+def measure_project(size, precision, xla):
     models = load_stable_diffusion(size, "random", tokenizer_path=FLAGS.tokenizer_path,
                                    precision=KERAS_PRECISION[precision], jit_compile=xla)
-    encode_texts(models, ["Frontal chest X-ray", ""])  # Warm-up trace of the text encoder.
-    start = time.perf_counter()
-    context, unconditional = encode_texts(models, ["Frontal chest X-ray", ""])
-    encode_seconds = time.perf_counter() - start
+
+    def image(steps, marks=None):
+        context, unconditional = encode_texts(models, PROMPTS)
+        latents = sample_latents(models, initial_noise(0, size)[None], context[None], unconditional[None],
+                                 num_steps=steps, guidance_scale=7.5,
+                                 on_step=None if marks is None else lambda step: marks.append(time.perf_counter()))
+        return decode_to_uint8(models, latents)
+
+    image(2)  # Traces (and with XLA compiles) every network.
     marks = [time.perf_counter()]
-    latents = sample_latents(models, initial_noise(0, size)[None], context[None], unconditional[None],
-                             num_steps=FLAGS.repeats + 1, guidance_scale=7.5,
-                             on_step=lambda step: marks.append(time.perf_counter()))
-    step_seconds = statistics.median(b - a for a, b in zip(marks[1:], marks[2:]))
-    decode_to_uint8(models, latents)  # Warm-up.
-    start = time.perf_counter()
-    decode_to_uint8(models, latents)
-    decode_seconds = time.perf_counter() - start
-    return step_seconds, encode_seconds + decode_seconds + FLAGS.steps_per_image * step_seconds
+    image(FLAGS.steps_per_image, marks)
+    return statistics.median(b - a for a, b in zip(marks, marks[1:])), time.perf_counter() - marks[0]
 
 
 def measure_diffusers(size, precision):
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    # diffusers' U-Net defaults are SD 1.x's but for the text width (768); its VAE's are a toy's.
-    unet, vae = UNet2DConditionModel(cross_attention_dim=768).eval(), AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512), latent_channels=4, layers_per_block=2,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4).eval()
-    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-                                                hidden_act="quick_gelu", projection_dim=768)).eval()
+    torch.set_num_threads(tensorflow_threads())
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
-    unet, vae, text_encoder = unet.to(dtype), vae.to(dtype), text_encoder.to(dtype)
-    latents = torch.randn(2, 4, size // 8, size // 8, dtype=dtype)
-    tokens = torch.zeros(2, 77, dtype=torch.long)
-    with torch.inference_mode():
-        text_encoder(tokens)  # Warm-up.
-        start = time.perf_counter()
+    # diffusers' U-Net defaults are SD 1.x's but for the text width (768); its VAE's are a toy's.
+    unet = UNet2DConditionModel(cross_attention_dim=768).eval().to(dtype)
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), latent_channels=4, layers_per_block=2,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4).eval().to(dtype)
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                                                hidden_act="quick_gelu", projection_dim=768)).eval().to(dtype)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", set_alpha_to_one=False,
+                              steps_offset=1, clip_sample=False)
+    tokens = torch.randint(0, 49408, (2, 77))  # The prompt and the negative prompt, tokenized.
+
+    @torch.inference_mode()
+    def image(steps, marks=None):
         context = text_encoder(tokens).last_hidden_state
-        encode_seconds = time.perf_counter() - start
-        marks = []
-        for step in range(FLAGS.repeats + 1):
-            unet(latents, 999 - step * 40, encoder_hidden_states=context)
-            marks.append(time.perf_counter())
-        step_seconds = statistics.median(b - a for a, b in zip(marks, marks[1:]))
-        vae.decode(latents[:1])  # Warm-up.
-        start = time.perf_counter()
-        vae.decode(latents[:1])
-        decode_seconds = time.perf_counter() - start
-    return step_seconds, encode_seconds + decode_seconds + FLAGS.steps_per_image * step_seconds
+        latents = torch.randn(1, 4, size // 8, size // 8, dtype=dtype)
+        scheduler.set_timesteps(steps)
+        for t in scheduler.timesteps:
+            eps = unet(torch.cat([latents] * 2), t, encoder_hidden_states=context).sample
+            unconditional, conditional = eps.chunk(2)
+            latents = scheduler.step(unconditional + 7.5 * (conditional - unconditional), t, latents).prev_sample
+            if marks is not None:
+                marks.append(time.perf_counter())
+        pixels = vae.decode(latents / 0.18215).sample
+        return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+    image(2)  # Warm-up: oneDNN picks and caches its kernels on the first calls.
+    marks = [time.perf_counter()]
+    image(FLAGS.steps_per_image, marks)
+    return statistics.median(b - a for a, b in zip(marks, marks[1:])), time.perf_counter() - marks[0]
 
 
 def main(argv):
     del argv
-    rows = []
+    print(describe_machine())
+    if "diffusers" in FLAGS.modes:
+        import torch
+
+        print(f"PyTorch {torch.__version__}, {tensorflow_threads()} threads (TensorFlow's count), "
+              f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    rows = {}
     for size in map(int, FLAGS.sizes):
         for precision in FLAGS.precisions:
             for mode in FLAGS.modes:
                 step, image = (measure_diffusers(size, precision) if mode == "diffusers"
-                               else measure(size, xla=(mode == "xla"), precision=precision))
-                rows.append((size, mode, precision, step, image))
+                               else measure_project(size, precision, xla=(mode == "xla")))
+                rows[size, precision, mode] = (step, image)
                 print(f"  measured {size} px {mode} {precision}: {step:.2f} s/step, {image:.0f} s/image", flush=True)
-    print(f"\nStable Diffusion 1.x, U-Net batch 2 (guidance), median of {FLAGS.repeats} steps")
-    print(f"| size | mode | precision | s/step | s/image ({FLAGS.steps_per_image} steps) | step time / diffusers float32 |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    peer = {size: step for size, mode, precision, step, _ in rows if (mode, precision) == ("diffusers", "float32")}
-    for size, mode, precision, step, image in rows:
-        ratio = f"{step / peer[size]:.2f}x" if size in peer else "-"
-        print(f"| {size} | {mode} | {precision} | {step:.2f} | {image:.0f} | {ratio} |")
+
+    print(f"\nStable Diffusion 1.x, one {FLAGS.steps_per_image}-step image with guidance (U-Net batch 2), timed whole")
+    print("| size | side | precision | s/step (median) | s/image | image / diffusers, same precision | image / diffusers float32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for (size, precision, mode), (step, image) in rows.items():
+        matched = rows.get((size, precision, "diffusers"))
+        default = rows.get((size, "float32", "diffusers"))
+        print(f"| {size} | {mode} | {precision} | {step:.2f} | {image:.0f} | "
+              f"{f'{image / matched[1]:.2f}x' if matched else '-'} | {f'{image / default[1]:.2f}x' if default else '-'} |")
 
 
 if __name__ == "__main__":

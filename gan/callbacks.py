@@ -1,6 +1,5 @@
 """Side effects of GAN training, kept out of `train_step`: grids, history, checkpoints, NaN guard."""
 
-import csv
 import glob
 import math
 import os
@@ -11,7 +10,8 @@ import keras
 import numpy as np
 
 from genlab import plots
-from genlab.files import atomic_path, write_csv
+from genlab.files import atomic_path, read_csv, write_csv
+from genlab.images import to_uint8
 
 _CHECKPOINT = re.compile(r"epoch_(\d+)\.weights\.h5$")
 
@@ -36,7 +36,7 @@ class SampleGrid(keras.callbacks.Callback):
         conditional = self.fixed_labels is not None
         plots.save_image_grid(
             os.path.join(self.samples_dir, f"epoch_{epoch + 1:04d}.png"),
-            plots.to_uint8(images),
+            to_uint8(images),
             ncols=10,
             title=f"epoch {epoch + 1}" + (" (row = intended digit)" if conditional else ""),
             row_labels=range(10) if conditional else None,
@@ -88,10 +88,8 @@ class HistoryLogger(keras.callbacks.Callback):
 
 
 def read_history(csv_path):
-    if not os.path.exists(csv_path):
-        return []
-    with open(csv_path, newline="") as f:
-        return list(csv.DictReader(f))
+    """The rows of a run's `history.csv`, one per finished epoch ([] before the first)."""
+    return read_csv(csv_path)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

@@ -9,19 +9,17 @@ Unconditional runs train the same way on clusters of the images instead of label
 `gan.clusters`) and save `cluster_sampler`, which takes noise alone.
 """
 
-import math
-
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-NUM_CLASSES = 10
+from gan.clusters import cluster_sampler
+
 IMAGE_SHAPE = (28, 28, 1)
 
 # Architectures by name. "default" is this project's: a narrower, 4x4-kernel DCGAN that
-# trains about 5x faster on a 2-core CPU than "tf_tutorial" (TensorFlow's DCGAN tutorial,
-# kept for benchmarks and comparison); MNIST needs little width. 4x4 kernels with stride 2
+# trains several times faster on a CPU than "tf_tutorial" (TensorFlow's DCGAN tutorial,
+# kept for benchmarks and comparison), because MNIST needs little width. 4x4 kernels with stride 2
 # divide evenly, avoiding the checkerboard artefacts of 5x5/stride-2 transposed
 # convolutions (Odena et al., 2016).
 ARCHITECTURES = {
@@ -30,7 +28,7 @@ ARCHITECTURES = {
         generator_conv=((32, 2),),
         discriminator_conv=(32, 64),
         kernel_size=4,
-        dropout=0.0,  # As in DCGAN (Radford et al., 2015); dropout 0.3 learned more slowly here.
+        dropout=0.0,  # As in DCGAN (Radford et al., 2015); see docs/design.md for the tutorial's 0.3.
     ),
     "tf_tutorial": dict(
         generator_dense_filters=256,
@@ -109,42 +107,14 @@ def is_conditional(generator):
     return len(generator.inputs) == 2
 
 
-@keras.saving.register_keras_serializable(package="genlab")
-class ClusterFromNoise(layers.Layer):
-    """Each sample's cluster, chosen by its first noise value with the clusters' shares.
-
-    For z ~ N(0, 1), Phi(z) is uniform on (0, 1); cutting (0, 1) at the cumulative shares
-    picks cluster j with probability shares[j], and the same noise always the same cluster.
-    """
-
-    def __init__(self, shares, **kwargs):
-        super().__init__(**kwargs)
-        self.shares = [float(share) for share in shares]
-
-    def call(self, noise):
-        uniform = 0.5 * (1.0 + ops.erf(noise[:, :1] / math.sqrt(2.0)))
-        bounds = ops.convert_to_tensor(np.cumsum(self.shares)[:-1], dtype=uniform.dtype)
-        return ops.sum(ops.cast(uniform >= bounds, "int32"), axis=1)
-
-    def get_config(self):
-        return {**super().get_config(), "shares": self.shares}
-
-
-def cluster_sampler(generator, shares):
-    """A noise -> image model around a cluster-conditioned `generator` (weights shared)."""
-    noise = keras.Input(generator.inputs[0].shape[1:], name="noise")
-    cluster = ClusterFromNoise(shares, name="cluster")(noise)
-    return keras.Model(noise, generator([noise, cluster]), name="generator")
-
-
 class GAN(keras.Model):
     """Trains a generator against a discriminator with the non-saturating GAN loss.
 
     Samples come from `averaged_generator`, an exponential moving average of the generator's
     weights (Yazici et al., 2019; Karras et al., 2018): the trained generator chases a moving
     discriminator and its digits wobble from step to step, while the average sits near the
-    middle of that wobble. It costs one multiply-add per weight per step; in conditional mode
-    it scored higher than the latest weights after every epoch of benchmarks/gan_time_to_quality.py.
+    middle of that wobble. It costs one multiply-add per weight per step;
+    benchmarks/gan_time_to_quality.py judges the average beside the latest weights.
     """
 
     def __init__(self, generator, discriminator, seed=None, averaging_decay=0.999, cluster_shares=None, **kwargs):

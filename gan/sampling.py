@@ -2,9 +2,11 @@
 
 import numpy as np
 
-from gan.model import IMAGE_SHAPE, NUM_CLASSES, is_conditional
+from gan.model import IMAGE_SHAPE, is_conditional
 from genlab.errors import UserError
 from genlab.files import load_model_file
+from genlab.mnist import NUM_CLASSES
+from genlab.noise import gaussian_noise
 
 
 def load_generator(path):
@@ -22,7 +24,7 @@ def sample_digits(generator, count, seed=0, labels=None, batch_size=500):
     digit is asked for equally; the labels used are returned (None when unconditional).
     """
     noise_dim = generator.inputs[0].shape[-1]
-    noise = np.random.default_rng(seed).standard_normal((count, noise_dim)).astype("float32")
+    noise = gaussian_noise(seed, (count, noise_dim))
     if is_conditional(generator):
         labels = np.arange(count) % NUM_CLASSES if labels is None else np.asarray(labels)
         labels = labels.astype("int32")

@@ -15,11 +15,12 @@ import tensorflow as tf
 
 from gan.callbacks import EpochCheckpoint, HistoryLogger, NanGuard, SampleGrid, latest_checkpoint, read_history
 from gan.clusters import cluster_shares, pixel_clusters
-from gan.model import ARCHITECTURES, GAN, NUM_CLASSES, build_networks
+from gan.model import ARCHITECTURES, GAN, build_networks
 from genlab.distribute import is_chief, make_strategy
 from genlab.errors import UserError
-from genlab.files import atomic_path, write_json
-from genlab.mnist import load_mnist
+from genlab.files import atomic_path, check_output_path, write_json, write_text
+from genlab.mnist import NUM_CLASSES, load_mnist
+from genlab.noise import gaussian_noise
 
 OUTPUTS = {
     "generator": "generator.keras",
@@ -41,7 +42,7 @@ _MODEL_FIELDS = ("architecture", "noise_dim", "conditional", "clusters")
 class TrainConfig:
     """Everything a training run depends on. Defaults are the project's tuned settings."""
 
-    epochs: int = 15  # 8 to 10 minutes on 2 CPU cores (benchmarks/gan_time_to_quality.py).
+    epochs: int = 15  # The budget docs/benchmarks.md measures the default at.
     batch_size: int = 64
     noise_dim: int = 64
     architecture: str = "default"
@@ -96,18 +97,22 @@ def conditioning(config, images, labels):
 
 def fixed_noise(config, count=100):
     """The noise (and labels) the per-epoch grids use: the same for every epoch and run."""
-    noise = np.random.default_rng(config.seed).standard_normal((count, config.noise_dim)).astype("float32")
+    noise = gaussian_noise(config.seed, (count, config.noise_dim))
     labels = np.repeat(np.arange(NUM_CLASSES), count // NUM_CLASSES).astype("int32") if config.conditional else None
     return noise, labels
 
 
-def train(config, output_dir, verbose=1, extra_callbacks=()):
-    """Trains (or resumes training of) the GAN described by `config`. Returns a `TrainResult`."""
+def train(config, output_dir, verbose=1, extra_callbacks=(), files=None):
+    """Trains (or resumes training of) the GAN described by `config`. Returns a `TrainResult`.
+
+    Everything that can be checked is checked before `output_dir` is created, so a run that
+    stops on bad input leaves the disk as it found it. `files` ({name: text}, e.g. the
+    program's flags) are written into `output_dir` beside `config.json` once the run starts.
+    """
     if config.architecture not in ARCHITECTURES:
         raise UserError(f"unknown architecture {config.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    check_output_path(output_dir, "--output_dir")
     paths = {name: os.path.join(output_dir, rel) for name, rel in OUTPUTS.items()}
-    if is_chief():  # Other workers read the chief's checkpoints (shared storage) and write nothing.
-        os.makedirs(output_dir, exist_ok=True)
     _check_resumable(paths["config"], config)
     # First: multi-worker collectives can only be set up before TensorFlow runs anything.
     strategy = make_strategy(config.strategy, config.tpu)
@@ -123,6 +128,10 @@ def train(config, output_dir, verbose=1, extra_callbacks=()):
         .batch(config.batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
+    if is_chief():  # Other workers read the chief's checkpoints (shared storage) and write nothing.
+        os.makedirs(output_dir, exist_ok=True)
+        for name, text in (files or {}).items():
+            write_text(os.path.join(output_dir, name), text)
 
     with strategy.scope():
         generator, discriminator = build_networks(config.architecture, config.noise_dim, num_classes)

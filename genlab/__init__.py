@@ -1,9 +1,14 @@
 """Pieces shared by the GAN, LeNet and X-ray labs: each concept lives here once.
 
-- `genlab.errors`: `UserError`, the one exception a script turns into a one-line message.
-- `genlab.mnist`: the MNIST loader (Keras download or a local `.npz`).
-- `genlab.files`: atomic file writing.
-- `genlab.plots`: image grids and curve plots.
+The bottom layer: nothing here imports a lab (`gan`, `lenet`, `xray`, `mnist_lab`) or a program.
+
+- `genlab.errors`: `UserError`, the one exception a program turns into a one-line message.
+- `genlab.files`: atomic file writing (files get the mode `open()` would give), CSV and JSON.
+- `genlab.images`: float images to uint8.
+- `genlab.noise`: seeded Gaussian noise, the same on every machine.
+- `genlab.mnist`: the MNIST loader (Keras download or a local `.npz`) and `NUM_CLASSES`.
+- `genlab.plots`: image grids, curves, bars, histograms, confusion matrices, GIFs.
+- `genlab.distribute`: `tf.distribute` strategies by name.
 
 Seeding is `keras.utils.set_random_seed`, called once by each entry point.
 """

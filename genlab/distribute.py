@@ -1,24 +1,21 @@
 """`tf.distribute` strategies by name, for the scripts' `--strategy` flag."""
 
-import glob
 import json
 import os
 import socket
+import sys
 
 import tensorflow as tf
 
 from genlab.errors import UserError
+from genlab.runtime import has_tpu
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
 
 def detect_runtime():
-    """"tpu", "gpu" or "cpu": the accelerator this machine (or Colab runtime) has.
-
-    A TPU VM shows its chips as /dev/accel* (v2-v4) or /dev/vfio/N (v5e and later) before
-    TensorFlow connects to them, so looking costs nothing on machines without one.
-    """
-    if glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*") or os.environ.get("TPU_NAME"):
+    """"tpu", "gpu" or "cpu": the accelerator this machine (or Colab runtime) has."""
+    if has_tpu():
         return "tpu"
     if tf.config.list_physical_devices("GPU"):
         return "gpu"
@@ -38,8 +35,14 @@ def make_strategy(name, tpu_address=""):
     if name == "auto":
         runtime = detect_runtime()
         if runtime == "tpu":
-            name = "tpu"
-        elif runtime == "gpu" and len(tf.config.list_physical_devices("GPU")) > 1:
+            try:
+                return make_strategy("tpu", tpu_address)
+            except UserError as error:
+                # Colab's TPU runtimes ship no TensorFlow, and the TPU build does not always install:
+                # train on the host's CPUs rather than stop.
+                print(f"--strategy=auto: {error}; training on this machine's CPUs instead", file=sys.stderr)
+                return tf.distribute.get_strategy()
+        if runtime == "gpu" and len(tf.config.list_physical_devices("GPU")) > 1:
             name = "mirrored"
         else:
             name = "default"

@@ -1,6 +1,8 @@
 """Atomic file writing: a reader (or a resumed job) never sees a half-written file."""
 
 import contextlib
+import csv
+import io
 import json
 import os
 import tempfile
@@ -22,12 +24,47 @@ def atomic_path(path, temp_suffix=None):
     stem, suffix = _split_suffix(name)
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=temp_suffix or suffix, dir=directory or ".")
     os.close(fd)
+    # mkstemp makes the file private (0600); the finished file gets the mode `open()` gives,
+    # so a dataset written into a team's shared folder is readable by the team.
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_output_path(path, flag, folder=True):
+    """Raises a one-line `UserError` unless `path` can be created or written as a folder (or a file).
+
+    Checked before a program creates anything: a file where a folder should go (or the
+    reverse), or a parent the user cannot write in, is named with the flag that set it.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path):
+        if folder and not os.path.isdir(path):
+            raise UserError(f"{flag}={path} is a file, not a folder; remove it or choose another {flag}")
+        if not folder and os.path.isdir(path):
+            raise UserError(f"{flag}={path} is a folder, not a file; choose a file name for {flag}")
+        target = path if folder else os.path.dirname(path)
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise UserError(f"{flag}={path}: no permission to write in {target}; choose another {flag}")
+        return
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"{flag}={path}: {parent} is a file, not a folder; choose another {flag}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}={path}: no permission to create it in {parent}; choose another {flag}")
+
+
+def current_umask():
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _split_suffix(name):
@@ -51,11 +88,25 @@ def write_bytes(path, data):
             f.write(data)
 
 
-def write_csv(path, rows):
-    """Writes dict rows as CSV, with the last row's keys as the columns (older rows may lack some)."""
-    fields = list(rows[-1])
-    lines = [",".join(fields)] + [",".join(str(row.get(field, "")) for field in fields) for row in rows]
-    write_text(path, "\n".join(lines) + "\n")
+def write_csv(path, rows, columns=None):
+    """Writes dict rows as CSV (the `csv` module's quoting, so commas and quotes in prompts survive).
+
+    `columns` defaults to every key in the order first seen; a row lacking one leaves it empty.
+    """
+    columns = columns or list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def read_csv(path):
+    """The rows of a CSV file as dicts of strings ([] if the file does not exist)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def write_json(path, obj):

@@ -15,6 +15,7 @@ import numpy as np
 from genlab.errors import UserError
 
 ENV_VAR = "MNIST_NPZ"
+NUM_CLASSES = 10  # The digits 0..9.
 _HOW_TO_FIX = (
     f"pass --mnist_path=/path/to/mnist.npz or set {ENV_VAR}=/path/to/mnist.npz "
     "(a file in keras.datasets.mnist's layout), or connect to the internet so Keras can download it"
@@ -58,7 +59,7 @@ def _check_layout(path, arrays):
             problem = f"y_{split} has shape {y.shape}, expected ({x.shape[0]},)"
         elif x.dtype != np.uint8:
             problem = f"x_{split} has dtype {x.dtype}, expected uint8"
-        elif y.size and (y.min() < 0 or y.max() > 9):
+        elif y.size and (y.min() < 0 or y.max() >= NUM_CLASSES):
             problem = f"y_{split} holds labels outside 0..9"
         if problem:
             raise UserError(f"MNIST file {path!r} is malformed: {problem}; {_HOW_TO_FIX}")

@@ -12,13 +12,6 @@ from PIL import Image  # noqa: E402
 from genlab.files import atomic_path  # noqa: E402
 
 
-def to_uint8(images, value_range=(-1.0, 1.0)):
-    """Maps float images in `value_range` to uint8 [0, 255] (the GAN's tanh range by default)."""
-    low, high = value_range
-    scaled = np.nan_to_num((np.asarray(images, dtype=np.float32) - low) / (high - low))  # A diverged G gives NaN.
-    return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
-
-
 def tile_images(images, ncols):
     """Tiles (N, H, W[, 1]) uint8 images into one (rows*H, ncols*W) array, row-major."""
     images = np.asarray(images)

@@ -9,10 +9,16 @@ Accuracy alone is weak (noise can be classified with full confidence), so alongs
 - the class distribution and its entropy: mode coverage.
 """
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 
-NUM_CLASSES = 10
+from genlab.mnist import NUM_CLASSES
+
+# sqrtm of a product of covariances is real in exact arithmetic; round-off leaves an
+# imaginary part, harmless while it is this small next to the real part.
+IMAGINARY_TOLERANCE = 1e-3
 
 
 def mnist_score(probabilities, eps=1e-12):
@@ -34,7 +40,13 @@ def frechet_distance(features_a, features_b, eps=1e-6):
     offset = np.eye(a.shape[1]) * eps
     sigma_a = np.cov(a, rowvar=False) + offset
     sigma_b = np.cov(b, rowvar=False) + offset
-    covmean = scipy.linalg.sqrtm(sigma_a @ sigma_b).real  # Round-off can leave tiny imaginary parts.
+    covmean = scipy.linalg.sqrtm(sigma_a @ sigma_b)
+    if np.iscomplexobj(covmean):
+        imaginary = np.abs(covmean.imag).max()
+        if imaginary > IMAGINARY_TOLERANCE * max(np.abs(covmean.real).max(), 1e-12):
+            warnings.warn(f"FID: the covariance square root has an imaginary part of {imaginary:.3g} "
+                          "(the feature sets may be too small or degenerate); the FID is unreliable", RuntimeWarning)
+        covmean = covmean.real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean))
 
 

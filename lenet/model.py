@@ -5,8 +5,7 @@ shape, with its subsampling layers as plain average pooling. Modernised where it
 nothing and buys accuracy: ReLU instead of scaled tanh, batch norm after each convolution,
 and 'same' padding on the first convolution (the paper padded 28x28 digits to 32x32 for the
 same effect). Average rather than max pooling because max pooling's gradient is slow under
-XLA on CPUs (an epoch took 1.6x as long in a same-run comparison), while the default run
-still reaches 99.3% (benchmarks/lenet_speed.py).
+XLA on CPUs, and LeNet-5's own subsampling was an average (docs/design.md has the comparison).
 """
 
 import keras

@@ -5,7 +5,6 @@ images whose top probability is below it go to `OUT/uncertain`. `OUT/predictions
 one row per image file.
 """
 
-import csv
 import os
 import shutil
 import tempfile
@@ -14,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from genlab.errors import UserError
+from genlab.files import check_output_path, current_umask, write_csv
 
 UNCERTAIN = "uncertain"
 
@@ -32,13 +32,14 @@ def prepare_output_dir(out_dir, overwrite):
     interrupted run leaves the old folder as it was and never a mix of two runs.
     """
     out_dir = os.path.abspath(out_dir)
+    check_output_path(out_dir, "--output_dir")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
         raise UserError(f"output folder {out_dir} is not empty; pass --overwrite to replace it, or choose another --output_dir")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UserError(f"--output_dir {out_dir} is a file, not a folder")
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.staging-", dir=parent)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.staging-", dir=parent)
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's folder is private; the published one must not be.
+    return staging
 
 
 def publish(staging_dir, out_dir):
@@ -67,8 +68,5 @@ def write_sorted_images(out_dir, images_uint8, probabilities, min_confidence=0.0
             row["intended_label"] = int(intended_labels[index])
         row.update({f"p{digit}": float(p) for digit, p in enumerate(probs)})
         rows.append(row)
-    with open(os.path.join(out_dir, "predictions.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(os.path.join(out_dir, "predictions.csv"), rows)
     return rows

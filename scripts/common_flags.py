@@ -7,7 +7,6 @@ from absl import app, flags
 
 from genlab.distribute import STRATEGIES
 from genlab.errors import exit_on_user_error
-from genlab.files import write_text
 from genlab.mnist import ENV_VAR
 
 
@@ -27,15 +26,15 @@ def positive(name):
     flags.register_validator(name, lambda value: value > 0, message=f"--{name} must be greater than 0")
 
 
-def write_flagfile(path, flag_values):
-    """Writes this project's flags as `--name=value` lines: rerun the job with `--flagfile`."""
+def flagfile_text(flag_values):
+    """This project's flags as `--name=value` lines, for `flags.txt`: rerun the job with `--flagfile`."""
     lines = [
         flag.serialize()
         for module, module_flags in sorted(flag_values.flags_by_module_dict().items())
         if module.startswith("scripts") or module == "__main__"
         for flag in module_flags
     ]
-    write_text(path, "\n".join(sorted(lines)) + "\n")
+    return "\n".join(sorted(lines)) + "\n"
 
 
 def run_program(main):

@@ -14,10 +14,10 @@ import os
 from absl import flags
 
 from scripts.common_flags import run_program
-from xray.bridge import convert_checkpoint
+from xray.keras_cv_files import convert_checkpoint
 
-flags.DEFINE_string("checkpoint", "", "A diffusers checkpoint folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/).")
-flags.DEFINE_string("output_dir", "", "Where the KerasCV weight files go (created).")
+flags.DEFINE_string("checkpoint", None, "A diffusers checkpoint folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/).")
+flags.DEFINE_string("output_dir", None, "Where the KerasCV weight files go (created).")
 flags.mark_flags_as_required(["checkpoint", "output_dir"])
 FLAGS = flags.FLAGS
 

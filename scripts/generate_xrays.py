@@ -16,6 +16,7 @@ import os
 from absl import flags
 
 from genlab.errors import UserError
+from genlab.files import check_output_path
 from scripts.common_flags import positive, run_program
 from xray import dataset
 from xray.generate import XrayConfig, generate_dataset
@@ -35,7 +36,7 @@ flags.DEFINE_string("negative_prompt", _DEFAULTS.negative_prompt, "What the imag
 flags.DEFINE_enum("weights", "keras_cv", WEIGHT_SOURCES, "Weight source: KerasCV's download, a local folder, a diffusers checkpoint, or random (smoke tests).")
 flags.DEFINE_string("weights_path", "", "The folder for --weights=local or --weights=diffusers.")
 flags.DEFINE_string("tokenizer_path", os.environ.get(TOKENIZER_ENV_VAR, ""), f"CLIP's bpe_simple_vocab_16e6.txt.gz (default: ${TOKENIZER_ENV_VAR}, else KerasCV's download).")
-flags.DEFINE_enum("precision", "auto", PRECISIONS, "Compute precision. auto: mixed_bfloat16 on CPUs with bfloat16 instructions (AVX-512 BF16, AMX; 1.4x to 1.6x faster at 512 px), else float32.")
+flags.DEFINE_enum("precision", "auto", PRECISIONS, "Compute precision. auto: mixed_bfloat16 on CPUs with bfloat16 instructions (AVX-512 BF16, AMX), where it is faster, else float32.")
 flags.DEFINE_bool("jit_compile", False, "Compile the networks with XLA (slow first batch; faster steps on some machines).")
 flags.DEFINE_integer("num_shards", 1, "Split the images over this many independent jobs.")
 flags.DEFINE_integer("shard_index", 0, "Which shard this job makes, 0..num_shards-1.", lower_bound=0)
@@ -59,6 +60,7 @@ def main():
         num_shards=FLAGS.num_shards, shard_index=FLAGS.shard_index,
     )
     dataset.shard([], config.num_shards, config.shard_index)  # Checks the shard flags before any work.
+    check_output_path(out, "--output_dir")
     class_prompts = load_prompt_file(FLAGS.prompt_file) if FLAGS.prompt_file else BUILTIN_PROMPTS
     texts = {config.negative_prompt} | {p.prompt for p in class_prompts} | {p.negative_prompt for p in class_prompts if p.negative_prompt}
     models = load_stable_diffusion(

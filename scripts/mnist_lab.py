@@ -1,7 +1,7 @@
 """The whole MNIST lab in one command: train the GAN, train (or reuse) LeNet, generate,
 classify, sort, report.
 
-  genlab-mnist-lab --output_dir=runs/lab                  # default budget: 6 to 10 minutes on 2 CPU cores
+  genlab-mnist-lab --output_dir=runs/lab                  # the default budget, a first look on a laptop
   genlab-mnist-lab --output_dir=runs/lab --gan_epochs=30 --gan_conditional
 
 Outputs: OUTPUT_DIR/gan (see genlab-train-gan), OUTPUT_DIR/lenet/lenet.keras (unless
@@ -16,15 +16,17 @@ import os
 from absl import flags
 
 from gan.train import train as train_gan
-from lenet.evaluate import format_summary, judge_generator
+from genlab.files import check_output_path, write_text
+from genlab.mnist import load_mnist
+from mnist_lab.judge import format_summary, judge_generator
 from lenet.train import LeNetConfig
 from lenet.train import train as train_lenet
-from scripts.common_flags import define_common_flags, run_program, write_flagfile
+from scripts.common_flags import define_common_flags, flagfile_text, run_program
 from scripts.gan_flags import define_gan_flags, gan_config_from_flags
 
 define_common_flags()
 define_gan_flags(prefix="gan_")
-flags.FLAGS.set_default("gan_epochs", 8)  # Fits the ~15-minute budget with LeNet and sorting.
+flags.FLAGS.set_default("gan_epochs", 8)  # The whole lab in one sitting; train longer with genlab-train-gan.
 flags.DEFINE_string("output_dir", "runs/lab", "Folder for everything the lab writes.")
 flags.DEFINE_string("classifier", "", "An existing LeNet .keras to reuse (default: OUTPUT_DIR/lenet/lenet.keras, trained if absent).")
 flags.DEFINE_integer("lenet_epochs", LeNetConfig.epochs, "LeNet training epochs.", lower_bound=1)
@@ -35,13 +37,14 @@ FLAGS = flags.FLAGS
 
 def main():
     out = FLAGS.output_dir
-    os.makedirs(out, exist_ok=True)
-    write_flagfile(os.path.join(out, "flags.txt"), FLAGS)
+    check_output_path(out, "--output_dir")
+    load_mnist(FLAGS.mnist_path or None)  # A missing or malformed MNIST file stops the lab before anything is created.
 
     print("== 1/3 Training the GAN")
     gan_config = gan_config_from_flags(FLAGS, prefix="gan_")
     gan_dir = os.path.join(out, "gan")
-    train_gan(gan_config, gan_dir)
+    train_gan(gan_config, gan_dir)  # Checks its settings before it creates OUTPUT_DIR/gan.
+    write_text(os.path.join(out, "flags.txt"), flagfile_text(FLAGS))
 
     classifier = FLAGS.classifier or os.path.join(out, "lenet", "lenet.keras")
     if os.path.exists(classifier):

@@ -11,7 +11,7 @@ import os
 
 from absl import flags
 
-from lenet.evaluate import format_summary, judge_generator
+from mnist_lab.judge import format_summary, judge_generator
 from scripts.common_flags import define_common_flags, run_program
 
 define_common_flags()

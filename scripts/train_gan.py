@@ -13,7 +13,7 @@ from absl import flags
 
 from gan.train import train
 from genlab.distribute import is_chief
-from scripts.common_flags import define_common_flags, run_program, write_flagfile
+from scripts.common_flags import define_common_flags, flagfile_text, run_program
 from scripts.gan_flags import define_gan_flags, gan_config_from_flags
 
 define_common_flags()
@@ -24,10 +24,7 @@ FLAGS = flags.FLAGS
 
 def main():
     config = gan_config_from_flags(FLAGS)
-    if is_chief():
-        os.makedirs(FLAGS.output_dir, exist_ok=True)
-        write_flagfile(os.path.join(FLAGS.output_dir, "flags.txt"), FLAGS)
-    result = train(config, FLAGS.output_dir)
+    result = train(config, FLAGS.output_dir, files={"flags.txt": flagfile_text(FLAGS)})
     if not is_chief():
         print(f"Worker done: trained {result.epochs_done} epochs in {result.seconds:.0f} s; the chief wrote the outputs.")
         return

@@ -2,8 +2,8 @@
 
 `write_checkpoint` (needs torch, diffusers, transformers) saves diffusers' and transformers'
 own networks with SD 1.x's configuration and random weights, as
-`StableDiffusionPipeline.save_pretrained` lays them out. `write_configs` writes the config
-files alone, for the checks that run before any tensor is read.
+`StableDiffusionPipeline.save_pretrained` lays them out, one network at a time. `write_configs`
+writes the config files alone, for the checks that run before any tensor is read.
 """
 
 import gzip
@@ -29,8 +29,9 @@ SCHEDULER_CONFIG = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scale
                         skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
 
 
-def build_networks(seed=0):
-    """diffusers' U-Net and VAE and transformers' CLIP text model, SD 1.x-shaped, random weights.
+def build_network(name, seed=0):
+    """diffusers' U-Net or VAE, or transformers' CLIP text model ("unet", "vae", "text_encoder"),
+    SD 1.x-shaped, random weights.
 
     Every parameter is perturbed, so norms and biases are not left at 1 and 0 where a
     wrongly mapped tensor would go unnoticed.
@@ -40,17 +41,13 @@ def build_networks(seed=0):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    networks = {
-        "unet": UNet2DConditionModel(**UNET_CONFIG),
-        "vae": AutoencoderKL(**VAE_CONFIG),
-        "text_encoder": CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)),
-    }
+    network = {"unet": lambda: UNet2DConditionModel(**UNET_CONFIG), "vae": lambda: AutoencoderKL(**VAE_CONFIG),
+               "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))}[name]()
+    network.eval()
     with torch.no_grad():
-        for network in networks.values():
-            network.eval()
-            for parameter in network.parameters():
-                parameter.add_(torch.randn_like(parameter) * 0.02)
-    return networks
+        for parameter in network.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.02)
+    return network
 
 
 def write_tokenizer(folder, bpe_path):
@@ -74,14 +71,22 @@ def write_configs(folder, bpe_path, unet=None, vae=None, text_encoder=None):
     write_tokenizer(folder / "tokenizer", bpe_path)
 
 
-def write_checkpoint(folder, bpe_path, networks=None):
-    """A diffusers SD 1.x folder under `folder`; returns the torch networks it holds."""
+def write_checkpoint(folder, bpe_path, use_network=lambda name, network: None):
+    """A diffusers SD 1.x folder under `folder`. Each network is built, saved, handed to
+    `use_network(name, network)` (to compute reference outputs) and freed before the next is
+    built; returns {name: what use_network returned}."""
+    import gc
+
     from diffusers import PNDMScheduler
 
-    networks = networks or build_networks()
-    for name, network in networks.items():
-        network.save_pretrained(folder / name, safe_serialization=True)
     write_tokenizer(folder / "tokenizer", bpe_path)
+    results = {}
+    for name in ("text_encoder", "vae", "unet"):
+        network = build_network(name)
+        network.save_pretrained(folder / name, safe_serialization=True)
+        results[name] = use_network(name, network)
+        del network
+        gc.collect()
     PNDMScheduler(**SCHEDULER_CONFIG).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    return networks
+    return results

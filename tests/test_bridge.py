@@ -1,4 +1,4 @@
-"""The diffusers bridge: checks before conversion, and parity with diffusers on SD 1.x's real architecture."""
+"""The diffusers bridge: the checks it makes before converting anything (parity: test_bridge_parity.py)."""
 
 import json
 
@@ -7,12 +7,13 @@ import pytest
 from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 from safetensors.numpy import save_file
 
+from conftest import import_peer
 from genlab.errors import UserError
 from sd1_checkpoint import write_configs
 from xray import bridge
 from xray.prompts import BUILTIN_PROMPTS
 from xray.sampler import NoiseSchedule, tokenize
-from xray.weights import build_network
+from xray.networks import build_network
 
 PROMPTS = [p.prompt for p in BUILTIN_PROMPTS] + ["", "X-ray of a fractured radius bone"]
 
@@ -103,7 +104,7 @@ def test_schedule_follows_the_scheduler_config(tmp_path, clip_bpe_path):
 
 
 def test_timesteps_equal_diffusers_ddim_scheduler():
-    diffusers = pytest.importorskip("diffusers")
+    diffusers = import_peer("diffusers")
     for spacing in ("leading", "trailing", "linspace"):
         config = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
                       set_alpha_to_one=False, timestep_spacing=spacing)

@@ -3,37 +3,39 @@
 diffusers' UNet2DConditionModel and AutoencoderKL and transformers' CLIPTextModel are built
 with Stable Diffusion 1.x's configuration, every parameter perturbed, saved as a diffusers
 folder, converted, and run on the same inputs. Tolerance: the largest absolute difference
-must be under 5e-5 of the output's largest magnitude. Measured: 9e-7 (text encoder),
-3.5e-6 (U-Net), 9e-6 (decoder); float32 has 6e-8 relative precision and these networks
-sum thousands of products per output. With KerasCV's own numerics (tanh GELU, epsilon
-1e-5) the U-Net misses it (8.2e-5 measured), which is why the bridge switches them; the
-decoder's epsilon change stays near round-off with random weights (1.3e-5). All in float32:
-the default precision, `auto`, is bfloat16 on CPUs with AVX-512 BF16.
+must be under 5e-5 of the output's largest magnitude: float32 has 6e-8 relative precision
+and these networks sum thousands of products per output. With KerasCV's own numerics (tanh
+GELU, epsilon 1e-5) the U-Net misses it, which is why the bridge switches them. All in
+float32: the default precision, `auto`, is bfloat16 on CPUs with AVX-512 BF16.
+
+Memory and time: each diffusers network is built, saved, run for its reference outputs and
+freed before the next; the conversion program runs before this process builds its one KerasCV
+set, and the program's files are read back into that same set rather than a second one.
 """
 
-import os
+import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from conftest import fingerprint, import_peer
+from programs import run_program
 from sd1_checkpoint import write_checkpoint
-from xray import dataset
+from xray import dataset, weights
+from xray.bridge import open_checkpoint
 from xray.generate import XrayConfig, generate_dataset
+from xray.keras_cv_files import KERAS_CV_FILES
+from xray.networks import NETWORKS
 from xray.prompts import BUILTIN_PROMPTS, ClassPrompt
-from xray.sampler import encode_texts, timestep_embedding, tokenize
-from xray.weights import load_stable_diffusion
+from xray.sampler import NoiseSchedule, encode_texts, timestep_embedding, tokenize
+from xray.weights import load_stable_diffusion, load_tokenizer
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.slow
 
 RELATIVE_TOLERANCE = 5e-5
 PROMPTS = [p.prompt for p in BUILTIN_PROMPTS] + ["", "color, text, watermark"]
+TIMESTEPS = (981, 500, 1)
 
 
 def assert_round_off(ours, reference):
@@ -41,85 +43,114 @@ def assert_round_off(ours, reference):
     assert error < RELATIVE_TOLERANCE, f"relative error {error:.2e}"
 
 
+def unet_inputs(timestep):
+    rng = np.random.default_rng(timestep)
+    return rng.standard_normal((2, 16, 16, 4), dtype=np.float32), rng.standard_normal((2, 77, 768), dtype=np.float32)
+
+
+def decoder_latents():
+    return np.random.default_rng(0).standard_normal((1, 16, 16, 4), dtype=np.float32)
+
+
+def reference_outputs(name, network, token_ids):
+    """What diffusers' (or transformers') own network computes on the inputs the tests use, NHWC."""
+    torch = import_peer("torch")
+    with torch.no_grad():
+        if name == "text_encoder":
+            return network(input_ids=torch.tensor(token_ids)).last_hidden_state.numpy()
+        if name == "vae":  # KerasCV's decoder divides by the latent scale itself.
+            latents = torch.tensor(decoder_latents().transpose(0, 3, 1, 2)) / 0.18215
+            return network.decode(latents).sample.numpy().transpose(0, 2, 3, 1)
+        outputs = {}
+        for timestep in TIMESTEPS:
+            latent, context = unet_inputs(timestep)
+            sample = network(torch.tensor(latent.transpose(0, 3, 1, 2)), timestep, encoder_hidden_states=torch.tensor(context)).sample
+            outputs[timestep] = sample.numpy().transpose(0, 2, 3, 1)
+        return outputs
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, clip_bpe_path):
+    """(folder, reference outputs, transformers' token ids for PROMPTS)."""
+    import_peer("torch")
+    import_peer("diffusers")
+    transformers = import_peer("transformers")
     folder = tmp_path_factory.mktemp("sd1") / "checkpoint"
-    networks = write_checkpoint(folder, clip_bpe_path)
-    yield folder, networks
-    shutil.rmtree(folder)  # 4 GB of safetensors; the later modules write their own.
+    token_ids = []
+
+    def use_network(name, network):
+        if name == "text_encoder":  # The tokenizer is written first: transformers' own reads it.
+            tokenizer = transformers.CLIPTokenizer(str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt"))
+            token_ids.extend(tokenizer(PROMPTS, padding="max_length", max_length=77).input_ids)
+        return reference_outputs(name, network, token_ids)
+
+    references = write_checkpoint(folder, clip_bpe_path, use_network)
+    yield folder, references, token_ids
+    shutil.rmtree(folder)  # 4 GB of safetensors.
+
+
+def test_tokenizer_ids_equal_transformers(checkpoint):
+    folder, _, token_ids = checkpoint
+    tokenizer = open_checkpoint(str(folder)).tokenizer()
+    assert [tokenize(tokenizer, p) for p in PROMPTS] == token_ids
 
 
 @pytest.fixture(scope="module")
-def converted(checkpoint):
+def converted_folder(checkpoint, tmp_path_factory):
+    """What genlab-convert-diffusers writes, run as a user would, while this process is still small."""
+    folder = tmp_path_factory.mktemp("kcv") / "converted"
+    result = run_program("scripts.convert_diffusers", [f"--checkpoint={checkpoint[0]}", f"--output_dir={folder}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted(checkpoint, converted_folder):
+    """The checkpoint loaded through the bridge (`--weights=diffusers`), in float32."""
     return load_stable_diffusion(128, "diffusers", str(checkpoint[0]), precision="float32")
 
 
-def test_tokenizer_ids_equal_transformers(checkpoint, converted):
-    folder = checkpoint[0] / "tokenizer"
-    reference = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    expected = reference(PROMPTS, padding="max_length", max_length=77).input_ids
-    assert [tokenize(converted.tokenizer, p) for p in PROMPTS] == expected
+def test_converted_folder_holds_the_bridges_weights_and_settings(checkpoint, converted_folder, converted):
+    assert sorted(p.name for p in converted_folder.iterdir()) == ["bpe_simple_vocab_16e6.txt.gz", "conversion.json",
+                                                                  "kcv_decoder.h5", "kcv_diffusion_model.h5", "kcv_encoder.h5"]
+    # Read back into the bridge's own networks after changing every weight: they come back bit for bit.
+    for name in NETWORKS:
+        network = getattr(converted, name)
+        bridged = fingerprint(network)
+        for weight in network.weights:
+            weight.assign(weight + 1.0)
+        weights._load_keras_cv_file(network, str(converted_folder / KERAS_CV_FILES[name][0]))
+        assert fingerprint(network) == bridged, name
+    # The folder's tokenizer, schedule and numerics are the checkpoint's.
+    with open(converted_folder / "conversion.json") as f:
+        conversion = json.load(f)
+    assert conversion["numerics"] == "diffusers"
+    assert NoiseSchedule.from_diffusers_config(conversion["scheduler"], "").timesteps(25).tolist() == \
+        converted.schedule.timesteps(25).tolist()
+    tokenizer = load_tokenizer(str(converted_folder / "bpe_simple_vocab_16e6.txt.gz"))
+    assert [tokenize(tokenizer, p) for p in PROMPTS] == checkpoint[2]
 
 
-def test_text_encoder_equals_clip_text_model(checkpoint, converted):
-    ids = [tokenize(converted.tokenizer, p) for p in PROMPTS]
-    with torch.no_grad():
-        reference = checkpoint[1]["text_encoder"](input_ids=torch.tensor(ids)).last_hidden_state.numpy()
-    assert_round_off(encode_texts(converted, PROMPTS), reference)
-
-
-@pytest.mark.parametrize("timestep", [981, 500, 1])
-def test_unet_equals_diffusers(checkpoint, converted, timestep):
-    rng = np.random.default_rng(timestep)
-    latent = rng.standard_normal((2, 16, 16, 4), dtype=np.float32)
-    context = rng.standard_normal((2, 77, 768), dtype=np.float32)
-    with torch.no_grad():
-        reference = checkpoint[1]["unet"](torch.tensor(latent.transpose(0, 3, 1, 2)), timestep,
-                                          encoder_hidden_states=torch.tensor(context)).sample.numpy()
-    ours = converted.diffusion_model.predict_on_batch(
-        {"latent": latent, "timestep_embedding": timestep_embedding(timestep, 2), "context": context})
-    assert_round_off(ours, reference.transpose(0, 2, 3, 1))
-
-
-def test_decoder_equals_autoencoder_kl(checkpoint, converted):
-    latents = np.random.default_rng(0).standard_normal((1, 16, 16, 4), dtype=np.float32)
-    with torch.no_grad():  # KerasCV's decoder divides by the latent scale itself.
-        reference = checkpoint[1]["vae"].decode(torch.tensor(latents.transpose(0, 3, 1, 2)) / 0.18215).sample.numpy()
-    assert_round_off(converted.decoder.predict_on_batch(latents), reference.transpose(0, 2, 3, 1))
-
-
-def _script(module, args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def test_xray_script_runs_from_the_checkpoint_and_from_its_conversion(checkpoint, converted, tmp_path):
-    prompts = tmp_path / "prompts.json"
-    prompts.write_text('[{"class": "chest", "prompt": "Frontal chest X-ray", "count": 2}]')
-    args = ["--image_size=128", "--steps=2", "--precision=float32", f"--prompt_file={prompts}"]
-    from_checkpoint = tmp_path / "from_checkpoint"
-    _script("scripts.generate_xrays", [*args, "--weights=diffusers", f"--weights_path={checkpoint[0]}", f"--output_dir={from_checkpoint}"])
-    rows = dataset.write_index(str(from_checkpoint))
+def test_generates_from_the_checkpoint(converted, tmp_path):
+    prompts = [ClassPrompt("chest", "Frontal chest X-ray", count=2)]
+    generate_dataset(converted, prompts, XrayConfig(steps=2), str(tmp_path), verbose=False)
+    rows = dataset.write_index(str(tmp_path))
     assert [r["file_name"] for r in rows] == ["chest/chest_0000.png", "chest/chest_0001.png"]
     assert rows[0]["weight_source"].startswith("diffusers (") and rows[0]["numerics"] == "diffusers"
     assert "leading spacing, offset 1 (PNDMScheduler schedule)" in rows[0]["sampler"]
 
-    weights = tmp_path / "kcv"
-    _script("scripts.convert_diffusers", [f"--checkpoint={checkpoint[0]}", f"--output_dir={weights}"])
-    assert sorted(os.listdir(weights)) == ["bpe_simple_vocab_16e6.txt.gz", "conversion.json",
-                                           "kcv_decoder.h5", "kcv_diffusion_model.h5", "kcv_encoder.h5"]
-    local = load_stable_diffusion(128, "local", str(weights), precision="float32")  # Tokenizer, schedule and numerics from the folder.
-    assert (local.numerics, local.schedule.describe()) == (converted.numerics, converted.schedule.describe())
-    for network in ("text_encoder", "diffusion_model", "decoder"):
-        for a, b in zip(getattr(local, network).weights, getattr(converted, network).weights):
-            np.testing.assert_array_equal(a.numpy(), b.numpy())
 
-    # The converted folder makes the script's images, pixel for pixel within round-off.
-    in_process = tmp_path / "in_process"
-    generate_dataset(local, [ClassPrompt("chest", "Frontal chest X-ray", count=2)], XrayConfig(steps=2), str(in_process), verbose=False)
-    for row in rows:
-        a = np.asarray(Image.open(from_checkpoint / row["file_name"]), dtype=np.int16)
-        b = np.asarray(Image.open(in_process / row["file_name"]), dtype=np.int16)
-        assert np.abs(a - b).max() <= 1
+def test_text_encoder_equals_clip_text_model(checkpoint, converted):
+    assert_round_off(encode_texts(converted, PROMPTS), checkpoint[1]["text_encoder"])
+
+
+@pytest.mark.parametrize("timestep", TIMESTEPS)
+def test_unet_equals_diffusers(checkpoint, converted, timestep):
+    latent, context = unet_inputs(timestep)
+    ours = converted.diffusion_model.predict_on_batch(
+        {"latent": latent, "timestep_embedding": timestep_embedding(timestep, 2), "context": context})
+    assert_round_off(ours, checkpoint[1]["unet"][timestep])
+
+
+def test_decoder_equals_autoencoder_kl(checkpoint, converted):
+    assert_round_off(converted.decoder.predict_on_batch(decoder_latents()), checkpoint[1]["vae"])

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan.clusters import cluster_shares, pixel_clusters
-from gan.model import GAN, ClusterFromNoise, build_networks, cluster_sampler
+from gan.clusters import ClusterFromNoise, cluster_sampler, cluster_shares, pixel_clusters
+from gan.model import GAN, build_networks
 
 
 def _three_blobs(per_blob=40):

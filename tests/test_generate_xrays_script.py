@@ -3,29 +3,27 @@
 import csv
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
+
+from programs import run_program, start_program
 
 SMOKE = ["--weights=random", "--image_size=128", "--steps=2", "--batch_size=1"]
 
 
 def run_script(args, **kwargs):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "scripts.generate_xrays", *args], capture_output=True, text=True, env=env, **kwargs)
+    return run_program("scripts.generate_xrays", args, **kwargs)
 
 
+@pytest.mark.slow  # Two processes each build KerasCV's real networks.
 def test_killed_run_resumes_to_a_complete_dataset(tmp_path, clip_bpe_path):
     prompts = tmp_path / "prompts.yaml"
     prompts.write_text("- class: Chest PA\n  prompt: Frontal chest X-ray\n  count: 3\n"
                        "- class: knee\n  prompt: Knee X-ray, lateral view\n  count: 2\n")
     out = tmp_path / "data"
     args = [*SMOKE, f"--prompt_file={prompts}", f"--output_dir={out}", f"--tokenizer_path={clip_bpe_path}"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    first = subprocess.Popen([sys.executable, "-m", "scripts.generate_xrays", *args], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = start_program("scripts.generate_xrays", args, start_new_session=True)
     deadline = time.time() + 300
     while not list(out.glob("*/*.png")) and time.time() < deadline and first.poll() is None:
         time.sleep(0.2)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from lenet import metrics as lenet_metrics
 from lenet.metrics import class_distribution, entropy_bits, frechet_distance, mnist_score, quality_report
 
 
@@ -54,3 +55,12 @@ def test_report_accuracy_vs_intended():
     assert report["accuracy_vs_intended_per_class"][4] == 0.0
     assert report["accuracy_vs_intended_per_class"][9] == 1.0
     assert report["class_distribution"][9] == pytest.approx(0.2)
+
+
+def test_fid_warns_when_the_square_root_is_not_real(monkeypatch):
+    features = np.random.default_rng(0).normal(size=(200, 4))
+    assert frechet_distance(features, features + 1.0) == pytest.approx(4.0, rel=1e-6)  # No warning on sound input.
+    real_root = lenet_metrics.scipy.linalg.sqrtm
+    monkeypatch.setattr(lenet_metrics.scipy.linalg, "sqrtm", lambda m: real_root(m) + 0.5j)
+    with pytest.warns(RuntimeWarning, match="imaginary part of 0.5"):
+        frechet_distance(features, features + 1.0)

@@ -2,21 +2,19 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 
 from gan.callbacks import read_history
 from gan.sampling import load_generator, sample_digits
+from programs import run_program, start_program
 
 TINY = ["--epochs=2", "--batch_size=32", "--noise_dim=16", "--num_train_images=256"]
 
 
-def run_script(args, env_extra=None, **kwargs):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "scripts.train_gan", *args], capture_output=True, text=True, env=env, **kwargs)
+def run_script(args, **kwargs):
+    return run_program("scripts.train_gan", args, **kwargs)
 
 
 def test_writes_every_output(mnist_path, tmp_path):
@@ -53,19 +51,19 @@ def test_bad_flags_get_one_clear_line(tmp_path):
         assert words in result.stderr and "Traceback" not in result.stderr
 
 
-def test_missing_mnist_is_one_line(tmp_path):
-    result = run_script([*TINY, f"--output_dir={tmp_path}", f"--mnist_path={tmp_path}/missing.npz"])
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "error: MNIST file" in result.stderr and "MNIST_NPZ" in result.stderr
+def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, tiny_mnist):
+    for args, message in [([f"--mnist_path={tmp_path}/missing.npz"], "error: MNIST file"),
+                          ([f"--mnist_path={tiny_mnist}", "--batch_size=1024"], "--batch_size=1024 is larger than the 512"),
+                          ([f"--mnist_path={tiny_mnist}", "--clusters=600", "--batch_size=32"], "--clusters=600 is more than")]:
+        result = run_script([*args, f"--output_dir={tmp_path}/run"])
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "run").exists()  # Checked before anything was created.
 
 
 def test_killed_run_resumes_and_finishes(mnist_path, tmp_path):
     out = tmp_path / "run"
     args = ["--epochs=4", "--batch_size=32", "--noise_dim=16", "--num_train_images=1024", f"--output_dir={out}", f"--mnist_path={mnist_path}"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen([sys.executable, "-m", "scripts.train_gan", *args], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_program("scripts.train_gan", args)
     deadline = time.time() + 120
     while not (out / "checkpoints" / "epoch_0001.weights.h5").exists() and process.poll() is None:
         assert time.time() < deadline, "no checkpoint within 120 s"

@@ -1,4 +1,8 @@
-"""Generation with KerasCV's real networks (random weights, 128 px, 2 steps): sampler, seeds, shards."""
+"""Generation logic on stand-in networks (tests/standin_sd.py): sampler, seeds, batches, shards, resume.
+
+None of it depends on Stable Diffusion's weights; the real networks are exercised in
+test_xray_networks.py and by the program's own test.
+"""
 
 import os
 
@@ -12,6 +16,7 @@ from xray import dataset
 from xray.generate import XrayConfig, generate_dataset
 from xray.prompts import ClassPrompt
 from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
+from standin_sd import standin_models
 
 PROMPTS = [ClassPrompt("chest_normal", "Frontal chest X-ray of healthy lungs"),
            ClassPrompt("radius_fracture", "X-ray of a fractured radius bone", "color")]
@@ -29,33 +34,42 @@ def _assert_same_images(a, b):
 
 
 @pytest.fixture(scope="module")
-def whole_dataset(random_sd, tmp_path_factory):
+def models(clip_tokenizer):
+    return standin_models(clip_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def whole_dataset(models, tmp_path_factory):
     out = tmp_path_factory.mktemp("xray") / "data"
-    result = generate_dataset(random_sd, PROMPTS, CONFIG, str(out), verbose=False)
+    result = generate_dataset(models, PROMPTS, CONFIG, str(out), verbose=False)
     assert (result.made, result.skipped, result.indexed) == (6, 0, True)
     return out
 
 
-def test_sampler_is_keras_cv_generate_image(random_sd):
+def test_sampler_is_keras_cv_generate_image(models):
     # KerasCV's own pipeline over the same networks, the same prompt and the same noise.
     keras_cv_sd = StableDiffusion(128, 128, jit_compile=False)
-    keras_cv_sd._text_encoder, keras_cv_sd._diffusion_model = random_sd.text_encoder, random_sd.diffusion_model
-    keras_cv_sd._decoder, keras_cv_sd._tokenizer = random_sd.decoder, random_sd.tokenizer
+    keras_cv_sd._text_encoder, keras_cv_sd._diffusion_model = models.text_encoder, models.diffusion_model
+    keras_cv_sd._decoder, keras_cv_sd._tokenizer = models.decoder, models.tokenizer
     noise = initial_noise(seed=3, image_size=128)[None]
     expected = keras_cv_sd.generate_image(keras_cv_sd.encode_text(PROMPTS[0].prompt), num_steps=3,
                                           diffusion_noise=noise, unconditional_guidance_scale=7.5)
-    context, unconditional = encode_texts(random_sd, [PROMPTS[0].prompt, ""])
-    latents = sample_latents(random_sd, noise, context[None], unconditional[None], num_steps=3, guidance_scale=7.5)
-    ours = decode_to_uint8(random_sd, latents).astype(np.int16)
+    context, unconditional = encode_texts(models, [PROMPTS[0].prompt, ""])
+    latents = sample_latents(models, noise, context[None], unconditional[None], num_steps=3, guidance_scale=7.5)
+    ours = decode_to_uint8(models, latents).astype(np.int16)
     assert ours.shape == (1, 128, 128, 3)
     assert np.abs(ours - expected).max() <= 1  # KerasCV truncates to uint8 where we round.
+    # The guidance matters: without it (scale 1) the image is another one.
+    unguided = decode_to_uint8(models, sample_latents(models, noise, context[None], unconditional[None], num_steps=3,
+                                                      guidance_scale=1.0)).astype(np.int16)
+    assert np.abs(unguided - expected).max() > 1
 
 
 def test_writes_class_folders_metadata_and_grid(whole_dataset):
     assert sorted(os.listdir(whole_dataset)) == ["chest_normal", "metadata.csv", "radius_fracture", "sample_grid.png"]
     assert sorted(os.listdir(whole_dataset / "radius_fracture")) == [f"radius_fracture_000{i}.png" for i in range(3)]
     row = dataset.read_png_metadata(str(whole_dataset / "radius_fracture" / "radius_fracture_0001.png"))
-    assert row["negative_prompt"] == "color" and row["weight_source"].startswith("random (UNTRAINED")
+    assert row["negative_prompt"] == "color" and row["weight_source"] == "stand-in (test networks)"
     assert (row["height"], row["steps"], row["guidance_scale"]) == (128, 2, 7.5)
     images = _pixels(whole_dataset)
     assert all(image.shape == (128, 128) for image in images.values())
@@ -73,11 +87,11 @@ def test_loads_with_keras_image_dataset_from_directory(whole_dataset):
     np.testing.assert_array_equal(first[0, ..., 0], _pixels(whole_dataset)["chest_normal/chest_normal_0000.png"])
 
 
-def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(random_sd, whole_dataset, tmp_path):
+def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(models, whole_dataset, tmp_path):
     out = tmp_path / "sharded"
     for index in range(2):
         config = XrayConfig(**{**CONFIG.__dict__, "batch_size": 2, "num_shards": 2, "shard_index": index})
-        result = generate_dataset(random_sd, PROMPTS, config, str(out), verbose=False)
+        result = generate_dataset(models, PROMPTS, config, str(out), verbose=False)
         assert (result.made, result.indexed) == (3, False)
     rows = dataset.write_index(str(out))
     assert [row["file_name"] for row in rows] == sorted(_pixels(whole_dataset))
@@ -86,6 +100,6 @@ def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(random_sd,
     lost = out / "chest_normal" / "chest_normal_0002.png"
     os.remove(lost)
     config = XrayConfig(**{**CONFIG.__dict__, "batch_size": 1})
-    result = generate_dataset(random_sd, PROMPTS, config, str(out), verbose=False)
+    result = generate_dataset(models, PROMPTS, config, str(out), verbose=False)
     assert (result.made, result.skipped) == (1, 5)
     _assert_same_images(_pixels(out), _pixels(whole_dataset))

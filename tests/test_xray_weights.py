@@ -1,18 +1,19 @@
-"""Weight sources: local folders round-trip KerasCV's file format; bad sources fail with one line."""
+"""Weight sources: bad sources fail with one line before any network is built; `auto` precision.
+
+The sources that build KerasCV's real networks are tested in test_xray_networks.py.
+"""
+
+import json
+import shutil
 
 import h5py
-import numpy as np
 import pytest
 
+import standin_sd
 from genlab.errors import UserError
 from xray import weights
-from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
-from xray.weights import KERAS_CV_FILES, load_stable_diffusion, load_tokenizer, save_keras_cv_weights
-
-
-def _save_folder(models, folder):
-    for network, (name, _) in KERAS_CV_FILES.items():
-        save_keras_cv_weights(getattr(models, network), str(folder / name))
+from xray.keras_cv_files import CONVERSION_FILE, KERAS_CV_FILES, TOKENIZER_FILE
+from xray.weights import load_stable_diffusion, load_tokenizer
 
 
 @pytest.mark.parametrize("make_folder, message", [
@@ -52,27 +53,6 @@ def test_tokenizer_file_problems_name_the_flag(tmp_path):
         load_tokenizer(str(bad))
 
 
-def test_local_folder_round_trips_keras_cv_files(random_sd, tmp_path, clip_bpe_path):
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    _save_folder(random_sd, folder)
-    loaded = load_stable_diffusion(128, "local", str(folder), clip_bpe_path)
-    assert loaded.weight_source.startswith("local (") and not loaded.is_random
-    for network in ("text_encoder", "diffusion_model", "decoder"):
-        for mine, theirs in zip(getattr(random_sd, network).weights, getattr(loaded, network).weights):
-            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
-
-
-def test_a_file_of_another_network_is_refused(random_sd, tmp_path, clip_bpe_path):
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    save_keras_cv_weights(random_sd.decoder, str(folder / "kcv_encoder.h5"))
-    for name in ("kcv_diffusion_model.h5", "kcv_decoder.h5"):
-        h5py.File(folder / name, "w").close()
-    with pytest.raises(UserError, match="kcv_encoder.h5' does not fit KerasCV's text_encoder"):
-        load_stable_diffusion(128, "local", str(folder), clip_bpe_path)
-
-
 @pytest.mark.parametrize("cpu_flags, expected", [
     ("fpu sse2 avx2 fma avx512f avx512_bf16 avx512_vnni", "mixed_bfloat16"),
     ("fpu sse2 avx2 fma amx_bf16 amx_tile", "mixed_bfloat16"),
@@ -95,45 +75,36 @@ def test_auto_precision_keeps_float32_on_a_gpu(tmp_path, monkeypatch):
     assert weights.resolve_precision("auto", str(cpuinfo)) == "float32"
 
 
-@pytest.fixture(scope="module")
-def random_sd_bfloat16(random_sd, clip_bpe_path):
-    """`random_sd`'s networks and weights in bfloat16: what `--precision=auto` runs on CPUs
-    with AVX-512 BF16 or AMX. Module-scoped, and this module runs last: each set of networks
-    holds about 4 GB, and the suite's machines have 24."""
-    models = load_stable_diffusion(128, "random", tokenizer_path=clip_bpe_path, precision="mixed_bfloat16")
-    for name in ("text_encoder", "diffusion_model", "decoder"):  # Variable by variable: no 4 GB copy.
-        for mine, source in zip(getattr(models, name).weights, getattr(random_sd, name).weights, strict=True):
-            mine.assign(source)
-    return models
+@pytest.fixture
+def standin_builds(monkeypatch):
+    """Stand-in networks where KerasCV's would be built; returns {network: weight file loaded into it}."""
+    builders = {"text_encoder": standin_sd.text_encoder, "diffusion_model": lambda: standin_sd.diffusion_model(128),
+                "decoder": lambda: standin_sd.decoder(128)}
+    monkeypatch.setattr(weights, "build_network", lambda name, image_size, precision: builders[name]())
+    loaded = {}
+    monkeypatch.setattr(weights, "_load_keras_cv_file", lambda network, path: loaded.setdefault(network.name, path))
+    return loaded
 
 
-@pytest.mark.parametrize("network", ["diffusion_model", "decoder"])
-def test_bfloat16_networks_stay_close_to_float32(random_sd, random_sd_bfloat16, network):
-    # What --precision=auto trades on bfloat16 CPUs: about 1.6% relative error per call
-    # (random weights); a layer computing in the wrong dtype or skipping a cast would be far off.
-    exact, fast = getattr(random_sd, network), getattr(random_sd_bfloat16, network)
-    rng = np.random.default_rng(0)
-    if network == "diffusion_model":
-        inputs = [rng.standard_normal(shape).astype("float32") for shape in ((2, 16, 16, 4), (2, 320), (2, 77, 768))]
-    else:
-        inputs = rng.standard_normal((1, 16, 16, 4)).astype("float32")
-    expected, got = np.asarray(exact(inputs)), np.asarray(fast(inputs), dtype="float32")
-    relative_error = np.linalg.norm(got - expected) / np.linalg.norm(expected)
-    assert 1e-4 < relative_error < 0.05  # Above 1e-4: it did compute in bfloat16.
+def test_a_local_folder_of_keras_cv_files_loads_each_into_its_network(tmp_path, standin_builds, clip_bpe_path):
+    # The networks are stand-ins here (the file format itself: test_xray_networks.py).
+    loaded = standin_builds
+    for name, _ in KERAS_CV_FILES.values():
+        h5py.File(tmp_path / name, "w").close()
+    models = load_stable_diffusion(128, "local", str(tmp_path), clip_bpe_path, precision="float32")
+    assert loaded == {network: str(tmp_path / name) for network, (name, _) in KERAS_CV_FILES.items()}
+    assert models.weight_source == f"local ({tmp_path})" and not models.is_random
+    # KerasCV's own files (no conversion.json beside them): KerasCV's schedule and numerics.
+    assert (models.numerics, models.schedule.source, models.precision) == ("keras_cv", "keras_cv", "float32")
 
 
-def test_bfloat16_images_barely_depend_on_the_batch(random_sd, random_sd_bfloat16):
-    # --precision=auto is bfloat16 on CPUs with AVX-512 BF16 or AMX: there an image made in a
-    # batch and made alone may round differently, and both stay near the float32 image.
-    def images(models, seeds):
-        noise = np.stack([initial_noise(seed, 128) for seed in seeds])
-        context, unconditional = np.repeat(encode_texts(models, ["Frontal chest X-ray of healthy lungs", ""])[:, None], len(seeds), axis=1)
-        latents = sample_latents(models, noise, context, unconditional, num_steps=2, guidance_scale=7.5)
-        return decode_to_uint8(models, latents).astype(np.int16)
-
-    fast = random_sd_bfloat16
-    batched, alone, exact = images(fast, [3, 4])[0], images(fast, [3])[0], images(random_sd, [3])[0]
-    # Measured here (random weights, whose noise images are all fine detail): batched against
-    # alone, 2.3 grey levels on average and 19 at most; bfloat16 against float32, 2.0 and 17.
-    assert np.abs(batched - alone).mean() <= 4 and np.abs(batched - alone).max() <= 32
-    assert 0 < np.abs(alone - exact).mean() <= 4 and np.abs(alone - exact).max() <= 32
+def test_a_converted_folder_brings_its_tokenizer_schedule_and_numerics(tmp_path, standin_builds, clip_bpe_path, monkeypatch):
+    for name, _ in KERAS_CV_FILES.values():
+        h5py.File(tmp_path / name, "w").close()
+    shutil.copy(clip_bpe_path, tmp_path / TOKENIZER_FILE)
+    scheduler = {"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear", "steps_offset": 1, "set_alpha_to_one": False}
+    (tmp_path / CONVERSION_FILE).write_text(json.dumps({"source": "x", "scheduler": scheduler, "numerics": "diffusers"}))
+    monkeypatch.setenv("CLIP_BPE_PATH", str(tmp_path / "absent.txt.gz"))  # Would fail if it were read.
+    models = load_stable_diffusion(128, "local", str(tmp_path), precision="float32")  # No --tokenizer_path: the folder's.
+    assert (models.numerics, models.schedule.source, models.schedule.steps_offset) == ("diffusers", "PNDMScheduler", 1)
+    assert models.tokenizer.encode("x-ray") == load_tokenizer(clip_bpe_path).encode("x-ray")

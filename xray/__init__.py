@@ -1,6 +1,13 @@
 """Synthetic X-ray datasets with KerasCV's Stable Diffusion.
 
-prompts (classes and their prompts) -> weights (where the networks' weights come from;
-bridge for diffusers checkpoints) -> sampler (DDIM over KerasCV's networks) -> dataset
-(the folder on disk) -> generate (the orchestrator the `genlab-xray` script calls).
+Bottom to top (each module imports only those above it in this list):
+
+- `xray.networks`: KerasCV's three networks, built untrained.
+- `xray.prompts`: the classes and their prompts (built-in, or a JSON/YAML file).
+- `xray.sampler`: text encoding and our DDIM loop (per-image noise, batched guidance).
+- `xray.bridge`: reads a diffusers SD 1.x checkpoint and maps its tensors onto KerasCV's layers.
+- `xray.keras_cv_files`: KerasCV's weight files: names, writing, converting a checkpoint.
+- `xray.weights`: the four weight sources and `load_stable_diffusion`.
+- `xray.dataset`: the folder on disk: image plan, seeds, shards, PNG metadata, index, grid.
+- `xray.generate`: `generate_dataset`, the orchestrator `genlab-xray` calls.
 """

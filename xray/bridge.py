@@ -19,6 +19,9 @@ Numerics: KerasCV's U-Net approximates GELU with tanh and every KerasCV group no
 epsilon 1e-5, where diffusers uses exact GELU and 1e-6 in the VAE and at each U-Net
 transformer's entry. A checkpoint runs with diffusers' numerics (`use_diffusers_numerics`,
 applied by `xray.weights`), which makes KerasCV's outputs equal diffusers' to float32 round-off.
+
+This module reads checkpoints and maps tensors; `xray.keras_cv_files` writes KerasCV's
+weight files from them, and `xray.weights` loads either. Nothing here imports those.
 """
 
 import gzip
@@ -36,7 +39,7 @@ from keras_cv.src.models.stable_diffusion.resnet_block import ResnetBlock
 from keras_cv.src.models.stable_diffusion.text_encoder import CLIPEmbedding, CLIPEncoderLayer
 
 from genlab.errors import UserError
-from genlab.files import read_json, write_bytes, write_json
+from genlab.files import read_json
 from xray.sampler import NoiseSchedule
 
 COMPONENTS = {  # KerasCV network -> checkpoint sub-folder, its weight file's stem, tensors it does not use.
@@ -63,37 +66,9 @@ _HINTS = {("unet", "cross_attention_dim", 1024): "SD 2.x", ("unet", "cross_atten
           ("text_encoder", "hidden_size", 1024): "SD 2.x"}
 
 
-CONVERSION_FILE = "conversion.json"  # Beside converted weights: the checkpoint's schedule and numerics.
-
-
 def open_checkpoint(path):
     """A checked diffusers checkpoint, or a one-line `UserError` saying what is wrong."""
     return DiffusersCheckpoint(path)
-
-
-def convert_checkpoint(path, output_dir):
-    """Writes a checkpoint as KerasCV weight files that `--weights=local` loads without the bridge.
-
-    Beside kcv_encoder.h5, kcv_diffusion_model.h5 and kcv_decoder.h5 go the checkpoint's
-    tokenizer (as the gzipped BPE file KerasCV reads) and `conversion.json` (its scheduler
-    config), so the converted folder samples exactly as the checkpoint does.
-    """
-    from xray.weights import KERAS_CV_FILES, NETWORKS, TOKENIZER_FILE, build_network, save_keras_cv_weights
-
-    checkpoint = open_checkpoint(path)
-    checkpoint.tokenizer()  # Checked before the long part.
-    os.makedirs(output_dir, exist_ok=True)
-    for name in NETWORKS:
-        network = build_network(name, image_size=128, precision="float32")  # Weights do not depend on image size.
-        checkpoint.load_weights(name, network)
-        save_keras_cv_weights(network, os.path.join(output_dir, KERAS_CV_FILES[name][0]))
-    with open(os.path.join(path, "tokenizer", "merges.txt"), "rb") as f:
-        write_bytes(os.path.join(output_dir, TOKENIZER_FILE), gzip.compress(f.read()))
-    write_json(os.path.join(output_dir, CONVERSION_FILE), {
-        "source": os.path.abspath(path),
-        "scheduler": checkpoint.read_config("scheduler", "scheduler_config.json"),
-        "numerics": "diffusers",
-    })
 
 
 class DiffusersCheckpoint:
@@ -129,17 +104,22 @@ class DiffusersCheckpoint:
                                                    source=f"{self.path}/scheduler")
 
     def load_weights(self, network_name, network):
-        """Assigns the checkpoint's tensors to KerasCV's `network` ("text_encoder", "diffusion_model" or "decoder")."""
-        from safetensors.numpy import load_file  # Reads tensors as NumPy arrays; no PyTorch, no pickle.
+        """Assigns the checkpoint's tensors to KerasCV's `network` ("text_encoder", "diffusion_model" or "decoder").
+
+        Tensors are read one at a time (safetensors maps the file), so loading holds the network
+        and a single tensor, not a second copy of the whole file.
+        """
+        from safetensors import safe_open  # NumPy arrays; no PyTorch, no pickle.
 
         path = self.weight_files[network_name]
         try:
-            tensors = load_file(path)
+            handle = safe_open(path, framework="numpy")
         except Exception as error:  # safetensors raises its own error types for truncated or foreign files.
             raise UserError(f"{path} is not a readable safetensors file ({error})") from None
-        if network_name == "text_encoder":  # transformers 4 saved CLIP under "text_model.", 5 saves it bare.
-            tensors = {name.removeprefix("text_model."): value for name, value in tensors.items()}
-        _assign(_MAPPINGS[network_name](network), tensors, path, unused_prefixes=COMPONENTS[network_name][2])
+        # transformers 4 saved CLIP under "text_model.", 5 saves it bare.
+        rename = (lambda name: name.removeprefix("text_model.")) if network_name == "text_encoder" else (lambda name: name)
+        with handle:
+            _assign(_MAPPINGS[network_name](network), _TensorFile(handle, rename), path, unused_prefixes=COMPONENTS[network_name][2])
 
     def read_config(self, folder, name):
         path = os.path.join(self.path, folder, name)
@@ -330,23 +310,39 @@ def _walk(model, names, mappers):
 _OLD_VAE_NAMES = {".to_q.": ".query.", ".to_k.": ".key.", ".to_v.": ".value.", ".to_out.0.": ".proj_attn."}
 
 
+class _TensorFile:
+    """A safetensors file's tensors under the names the mapping uses, read only when asked for."""
+
+    def __init__(self, handle, rename):
+        self.handle = handle
+        self.names = {rename(name): name for name in handle.keys()}
+
+    def shape(self, name):
+        return tuple(self.handle.get_slice(self.names[name]).get_shape())
+
+    def get(self, name):
+        return np.asarray(self.handle.get_tensor(self.names[name]), dtype=np.float32)
+
+
 def _assign(pairs, tensors, path, unused_prefixes):
-    """Checks every tensor's presence and shape, then assigns them all (nothing is half-loaded)."""
-    values = []
+    """Checks every tensor's presence and shape before assigning any, so a wrong checkpoint
+    leaves the network as it was; then assigns them one by one."""
+    found = []
     for variable, name, reshape in pairs:
-        if name not in tensors:
+        if name not in tensors.names:
             old = next((name.replace(new, old) for new, old in _OLD_VAE_NAMES.items() if new in name), None)
-            if old is None or old not in tensors:
+            if old is None or old not in tensors.names:
                 raise UserError(f"{path} lacks tensor {name!r}; the checkpoint is incomplete or not Stable Diffusion 1.x")
             name = old
-        value = np.asarray(tensors[name], dtype=np.float32)
-        value = reshape(value) if reshape is not None else value
-        if tuple(value.shape) != tuple(variable.shape):
-            raise UserError(f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, KerasCV needs {tuple(variable.shape)} (after layout change)")
-        values.append(value)
+        shape = tensors.shape(name)
+        placeholder = np.broadcast_to(np.float32(0), shape)  # The layout change's shape, without reading the tensor.
+        if (reshape(placeholder) if reshape is not None else placeholder).shape != tuple(variable.shape):
+            raise UserError(f"{path}: tensor {name!r} has shape {shape}, KerasCV needs {tuple(variable.shape)} (after layout change)")
+        found.append((variable, name, reshape))
     used = {name for _, name, _ in pairs} | {name.replace(new, old) for _, name, _ in pairs for new, old in _OLD_VAE_NAMES.items()}
-    unused = sorted(name for name in set(tensors) - used if not name.startswith(unused_prefixes))
+    unused = sorted(name for name in set(tensors.names) - used if not name.startswith(unused_prefixes))
     if unused:
         raise UserError(f"{path} has {len(unused)} tensor(s) KerasCV's network has no place for, e.g. {unused[0]!r}: not Stable Diffusion 1.x")
-    for (variable, _, _), value in zip(pairs, values):
-        variable.assign(value)
+    for variable, name, reshape in found:
+        value = tensors.get(name)
+        variable.assign(reshape(value) if reshape is not None else value)

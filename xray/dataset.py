@@ -10,11 +10,9 @@ killed run leaves only whole PNGs (written under a temporary name, then renamed)
 """
 
 import collections
-import csv
 import dataclasses
 import glob
 import hashlib
-import io
 import json
 import os
 
@@ -22,7 +20,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from genlab.errors import UserError
-from genlab.files import atomic_path, write_text
+from genlab.files import atomic_path, write_csv
 from genlab.plots import save_labelled_grid
 
 METADATA_FILE = "metadata.csv"
@@ -153,18 +151,10 @@ def write_index(output_dir, grid_images_per_class=4):
     for path, row in zip(paths, rows):
         if os.path.relpath(path, output_dir).replace(os.sep, "/") != row["file_name"]:
             raise UserError(f"{path} says it is {row['file_name']!r}; a file was moved or renamed, put it back or delete it")
-    _write_csv(os.path.join(output_dir, METADATA_FILE), rows)
+    columns = ["file_name", "class_name", "index"] + sorted(set().union(*rows) - {"file_name", "class_name", "index"})
+    write_csv(os.path.join(output_dir, METADATA_FILE), rows, columns)
     _write_grid(output_dir, rows, grid_images_per_class)
     return rows
-
-
-def _write_csv(path, rows):
-    columns = ["file_name", "class_name", "index"] + sorted(set().union(*rows) - {"file_name", "class_name", "index"})
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
 
 
 def _write_grid(output_dir, rows, per_class):

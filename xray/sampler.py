@@ -16,6 +16,9 @@ import numpy as np
 from keras_cv.src.models.stable_diffusion.constants import _ALPHAS_CUMPROD
 
 from genlab.errors import UserError
+from genlab.images import to_uint8
+from genlab.noise import gaussian_noise
+from xray.networks import MAX_PROMPT_TOKENS
 
 END_OF_TEXT = 49407  # CLIP's <|endoftext|>; Stable Diffusion 1.x also pads with it.
 LATENT_CHANNELS = 4
@@ -80,17 +83,18 @@ class NoiseSchedule:
 
 
 def tokenize(tokenizer, text):
-    """CLIP token ids padded to 77, or a `UserError` if the text is longer than Stable Diffusion reads."""
-    ids = tokenizer.encode(text)
-    if len(ids) > 77:
-        raise UserError(f"prompt {text[:60]!r}... is {len(ids) - 2} tokens; Stable Diffusion reads at most 75: shorten it")
-    return ids + [END_OF_TEXT] * (77 - len(ids))
+    """CLIP token ids padded to MAX_PROMPT_TOKENS, or a `UserError` if the text is longer than Stable Diffusion reads."""
+    ids = tokenizer.encode(text)  # With the start and end tokens.
+    if len(ids) > MAX_PROMPT_TOKENS:
+        raise UserError(f"prompt {text[:60]!r}... is {len(ids) - 2} tokens; Stable Diffusion reads at most "
+                        f"{MAX_PROMPT_TOKENS - 2}: shorten it")
+    return ids + [END_OF_TEXT] * (MAX_PROMPT_TOKENS - len(ids))
 
 
 def encode_texts(models, texts):
-    """Text-encoder states (len(texts), 77, 768) for each text, in order."""
+    """Text-encoder states (len(texts), MAX_PROMPT_TOKENS, 768) for each text, in order."""
     tokens = np.array([tokenize(models.tokenizer, text) for text in texts], dtype=np.int32)
-    positions = np.tile(np.arange(77, dtype=np.int32), (len(texts), 1))
+    positions = np.tile(np.arange(MAX_PROMPT_TOKENS, dtype=np.int32), (len(texts), 1))
     states = models.text_encoder.predict_on_batch({"tokens": tokens, "positions": positions})
     return np.asarray(states, dtype=np.float32)
 
@@ -98,7 +102,7 @@ def encode_texts(models, texts):
 def initial_noise(seed, image_size):
     """The starting latent of one image: a function of its seed and size alone (NumPy's PCG64)."""
     side = image_size // LATENT_DOWNSCALE
-    return np.random.default_rng(seed).standard_normal((side, side, LATENT_CHANNELS), dtype=np.float32)
+    return gaussian_noise(seed, (side, side, LATENT_CHANNELS))
 
 
 def timestep_embedding(timestep, batch_size, dim=320, max_period=10000):
@@ -113,7 +117,7 @@ def timestep_embedding(timestep, batch_size, dim=320, max_period=10000):
 def sample_latents(models, noise, context, unconditional_context, num_steps, guidance_scale, on_step=None):
     """Denoises `noise` (B, h, w, 4) with DDIM under classifier-free guidance; returns clean latents.
 
-    `context` and `unconditional_context` are (B, 77, 768): each row's prompt and negative
+    `context` and `unconditional_context` are (B, MAX_PROMPT_TOKENS, 768): each row's prompt and negative
     prompt. `on_step(steps_done)` is called after every U-Net step (for progress bars).
     """
     schedule = models.schedule
@@ -144,5 +148,4 @@ def sample_latents(models, noise, context, unconditional_context, num_steps, gui
 
 def decode_to_uint8(models, latents):
     """The VAE decoder's RGB images (B, H, W, 3) as uint8."""
-    decoded = np.asarray(models.decoder.predict_on_batch(latents), dtype=np.float32)
-    return np.clip(np.round((decoded + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return to_uint8(models.decoder.predict_on_batch(latents))

@@ -17,30 +17,20 @@ import h5py
 import keras
 import tensorflow as tf
 from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
-from keras_cv.src.models.stable_diffusion.decoder import Decoder
-from keras_cv.src.models.stable_diffusion.diffusion_model import DiffusionModel
-from keras_cv.src.models.stable_diffusion.text_encoder import TextEncoder
 
 from genlab.errors import UserError
-from genlab.files import atomic_path, read_json
-from xray.bridge import CONVERSION_FILE, open_checkpoint, use_diffusers_numerics
+from xray.bridge import open_checkpoint, use_diffusers_numerics
+from xray.keras_cv_files import KERAS_CV_FILES, TOKENIZER_FILE, read_conversion
+from xray.networks import NETWORKS, build_network
 from xray.sampler import NoiseSchedule, tokenize
 
 WEIGHT_SOURCES = ("keras_cv", "local", "diffusers", "random")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-MAX_PROMPT_TOKENS = 77
-NETWORKS = ("text_encoder", "diffusion_model", "decoder")
 TOKENIZER_ENV_VAR = "CLIP_BPE_PATH"
-TOKENIZER_FILE = "bpe_simple_vocab_16e6.txt.gz"  # Also looked for in a --weights=local folder.
 
-# KerasCV 0.9.0's download addresses and pinned hashes (its constructors hold them inline).
+# KerasCV 0.9.0's download addresses (its constructors hold them inline).
 _HF = "https://huggingface.co/fchollet/stable-diffusion/resolve/main/"
-KERAS_CV_FILES = {
-    "text_encoder": ("kcv_encoder.h5", "4789e63e07c0e54d6a34a29b45ce81ece27060c499a709d556c7755b42bb0dc4"),
-    "diffusion_model": ("kcv_diffusion_model.h5", "8799ff9763de13d7f30a683d653018e114ed24a6a819667da4f5ee10f9e805fe"),
-    "decoder": ("kcv_decoder.h5", "ad350a65cc8bc4a80c8103367e039a3329b4231c2469a1093869a345f55b1962"),
-}
-CLIP_BPE_URL = "https://github.com/openai/CLIP/blob/main/clip/bpe_simple_vocab_16e6.txt.gz?raw=true"
+CLIP_BPE_URL = f"https://github.com/openai/CLIP/blob/main/clip/{TOKENIZER_FILE}?raw=true"
 CLIP_BPE_HASH = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 
 _OFFLINE_HELP = (
@@ -89,7 +79,7 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
         numerics = "diffusers"
     else:
         files = find_weight_files(weights, weights_path)
-        conversion = _read_conversion(weights_path) if weights == "local" else None
+        conversion = read_conversion(weights_path) if weights == "local" else None
         if conversion and not tokenizer_path and os.path.isfile(os.path.join(weights_path, TOKENIZER_FILE)):
             tokenizer_path = os.path.join(weights_path, TOKENIZER_FILE)
         tokenizer = load_tokenizer(tokenizer_path)
@@ -120,10 +110,10 @@ def resolve_precision(precision, cpuinfo_path="/proc/cpuinfo"):
     """`auto` -> mixed_bfloat16 on a machine without GPUs whose CPU has bfloat16 instructions
     (AVX-512 BF16 or AMX), float32 elsewhere; other names unchanged.
 
-    There bfloat16 takes 0.61x to 0.74x of float32's U-Net step at 512 px (README,
-    "Benchmarks") and changes each network's output by about 1.6% (relative), as in PyTorch's
-    bfloat16 CPU inference; without the instructions it has no hardware to run fast on. GPUs keep float32 unless asked:
-    mixed_float16 needs a GPU with tensor cores to pay off.
+    Where the CPU multiplies bfloat16 natively, halving the bytes per multiply shortens the
+    step at a small cost in accuracy (docs/benchmarks.md has both); without the instructions
+    bfloat16 has no hardware to run fast on. GPUs keep float32 unless asked: mixed_float16
+    needs a GPU with tensor cores to pay off.
     """
     if precision != "auto":
         return precision
@@ -161,49 +151,14 @@ def load_tokenizer(tokenizer_path=""):
     """CLIP's BPE tokenizer: from `tokenizer_path`, `$CLIP_BPE_PATH`, else KerasCV's download."""
     path = tokenizer_path or os.environ.get(TOKENIZER_ENV_VAR, "")
     if path and not os.path.isfile(path):
-        raise UserError(f"CLIP BPE file {path!r} does not exist; pass --tokenizer_path=bpe_simple_vocab_16e6.txt.gz or set {TOKENIZER_ENV_VAR}")
+        raise UserError(f"CLIP BPE file {path!r} does not exist; pass --tokenizer_path={TOKENIZER_FILE} or set {TOKENIZER_ENV_VAR}")
     if not path:
-        path = _download(CLIP_BPE_URL, "bpe_simple_vocab_16e6.txt.gz", CLIP_BPE_HASH,
-                         help=f"pass --tokenizer_path=bpe_simple_vocab_16e6.txt.gz or set {TOKENIZER_ENV_VAR} on a machine without internet")
+        path = _download(CLIP_BPE_URL, TOKENIZER_FILE, CLIP_BPE_HASH,
+                         help=f"pass --tokenizer_path={TOKENIZER_FILE} or set {TOKENIZER_ENV_VAR} on a machine without internet")
     try:
         return SimpleTokenizer(path)
     except (OSError, EOFError, UnicodeDecodeError) as error:
-        raise UserError(f"CLIP BPE file {path!r} is not the gzipped merges file ({error}); use bpe_simple_vocab_16e6.txt.gz") from None
-
-
-def save_keras_cv_weights(model, path):
-    """Writes `model`'s weights in the legacy HDF5 layout of KerasCV's own `kcv_*.h5` files.
-
-    Keras 3's `save_weights` only writes `.weights.h5`; this layout is the one KerasCV (and
-    `--weights=local`) load, so converted weights drop in where downloaded ones would.
-    """
-    from keras.src.legacy.saving import legacy_h5_format
-
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            legacy_h5_format.save_weights_to_hdf5_group(f, model)
-
-
-def build_network(name, image_size, precision):
-    """One of KerasCV's networks (see NETWORKS), untrained, with layers in `precision`."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)  # Layers take the policy when they are built.
-    try:
-        if name == "text_encoder":
-            return TextEncoder(MAX_PROMPT_TOKENS, download_weights=False)
-        if name == "diffusion_model":
-            return DiffusionModel(image_size, image_size, MAX_PROMPT_TOKENS, download_weights=False)
-        return Decoder(image_size, image_size, download_weights=False)
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def _read_conversion(folder):
-    """What genlab-convert-diffusers recorded beside converted weights, or None for KerasCV's own files."""
-    path = os.path.join(folder, CONVERSION_FILE)
-    if not os.path.isfile(path):
-        return None
-    return read_json(path, how_to_fix="convert the checkpoint again")
+        raise UserError(f"CLIP BPE file {path!r} is not the gzipped merges file ({error}); use {TOKENIZER_FILE}") from None
 
 
 def _load_keras_cv_file(network, path):

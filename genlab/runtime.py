@@ -1,0 +1,68 @@
+"""What a machine (or Colab runtime) has, and what to run where, decided from what it reports.
+
+No TensorFlow import here: the notebook asks before TensorFlow's TPU build is installed.
+"""
+
+import dataclasses
+import glob
+import os
+import subprocess
+import sys
+
+# keras-team/keras-io#1652: compiling Stable Diffusion in mixed precision with XLA needed a GPU
+# with at least 40 GB; smaller ones (Colab's free 16 GB T4) ran out of memory.
+XLA_MIN_GPU_GIB = 40
+# Where TensorFlow's TPU builds and their libtpu are published (googlecolab/colabtools#5164).
+TPU_WHEELS = "https://storage.googleapis.com/libtpu-tf-releases/index.html"
+
+
+def has_tpu():
+    """A TPU VM shows its chips as /dev/accel* (v2-v4) or /dev/vfio/N (v5e and later) before
+    TensorFlow connects to them, so looking costs nothing on machines without one."""
+    return bool(glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*") or os.environ.get("TPU_NAME"))
+
+
+def gpu_memory_gib():
+    """The first GPU's memory in GiB as `nvidia-smi` reports it, or None without one."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = out.strip().splitlines()[:1]
+    return float(first[0]) / 1024 if first and first[0].strip().replace(".", "", 1).isdigit() else None
+
+
+def tpu_install_command(tensorflow_version):
+    """pip's command for TensorFlow's TPU build matching the TensorFlow this package installed."""
+    return [sys.executable, "-m", "pip", "install", "--quiet", f"tensorflow-tpu=={tensorflow_version}",
+            "--find-links", TPU_WHEELS]
+
+
+@dataclasses.dataclass
+class RuntimePlan:
+    accelerator: str  # "tpu", "gpu" or "cpu".
+    xray_precision: str
+    xray_jit_compile: bool
+    notes: list
+
+    def describe(self):
+        return "\n".join([f"Runtime: {self.accelerator}; Stable Diffusion in {self.xray_precision}"
+                          + (" with XLA" if self.xray_jit_compile else " without XLA")] + self.notes)
+
+
+def plan_runtime(accelerator, gpu_gib=None):
+    """Where each lab runs on this runtime, and the X-ray generator's precision and compilation."""
+    if accelerator == "gpu":
+        # Tensor cores make float16 pay off on every GPU Colab offers; XLA only where it fits.
+        big_enough = gpu_gib is not None and gpu_gib >= XLA_MIN_GPU_GIB
+        notes = ["The GAN, LeNet-5 and Stable Diffusion run on the GPU."]
+        if not big_enough:
+            size = f"{gpu_gib:.0f} GB" if gpu_gib else "of unknown size"
+            notes.append(f"The GPU is {size}: Stable Diffusion runs without XLA, which needs about "
+                         f"{XLA_MIN_GPU_GIB} GB to compile in mixed precision.")
+        return RuntimePlan("gpu", "mixed_float16", big_enough, notes)
+    if accelerator == "tpu":
+        return RuntimePlan("tpu", "auto", False, [
+            "The GAN trains on the TPU cores (TPUStrategy); LeNet-5 and Stable Diffusion run on the TPU VM's host CPUs."])
+    return RuntimePlan("cpu", "auto", False, ["Everything runs on the CPU; auto precision is bfloat16 where the CPU has it."])

@@ -1,0 +1,22 @@
+"""Running the project's programs as a user would: `python -m scripts.NAME ARGS` in a new process."""
+
+import os
+import subprocess
+import sys
+
+
+def program_env(**extra):
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **extra)
+
+
+def run_program(module, args, env=None, **kwargs):
+    """Runs `module` to the end; returns the CompletedProcess with text stdout and stderr."""
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
+                          env=env or program_env(), **kwargs)
+
+
+def start_program(module, args, env=None, **kwargs):
+    """Starts `module` in the background (to kill it, or to run several at once); returns the Popen."""
+    kwargs.setdefault("stdout", subprocess.DEVNULL)
+    kwargs.setdefault("stderr", subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", module, *map(str, args)], env=env or program_env(), **kwargs)

@@ -1,0 +1,42 @@
+"""The notebook's runtime decisions, made from what the runtime reports (no accelerator needed)."""
+
+import subprocess
+import sys
+
+from genlab import runtime
+
+
+def test_a_16_gb_gpu_runs_stable_diffusion_in_float16_without_xla():
+    plan = runtime.plan_runtime("gpu", gpu_gib=15.0)  # Colab's free T4 reports 15,360 MiB.
+    assert (plan.xray_precision, plan.xray_jit_compile) == ("mixed_float16", False)
+    assert "without XLA" in plan.describe() and "15 GB" in plan.describe()
+    big = runtime.plan_runtime("gpu", gpu_gib=79.6)  # An A100 or H100 with 80 GB.
+    assert (big.xray_precision, big.xray_jit_compile) == ("mixed_float16", True)
+    assert not runtime.plan_runtime("gpu", gpu_gib=None).xray_jit_compile  # Unknown size: the safe choice.
+
+
+def test_a_tpu_trains_the_gan_on_its_cores_and_the_rest_on_the_host():
+    plan = runtime.plan_runtime("tpu")
+    assert (plan.xray_precision, plan.xray_jit_compile) == ("auto", False)
+    assert "GAN trains on the TPU cores" in plan.describe() and "host CPUs" in plan.describe()
+    command = runtime.tpu_install_command("2.21.0")
+    assert command[:3] == [sys.executable, "-m", "pip"] and "tensorflow-tpu==2.21.0" in command
+    assert command[command.index("--find-links") + 1] == runtime.TPU_WHEELS
+
+
+def test_gpu_memory_is_read_from_nvidia_smi(monkeypatch):
+    def reports(stdout):
+        def run(command, **kwargs):
+            assert command[0] == "nvidia-smi"
+            return subprocess.CompletedProcess(command, 0, stdout=stdout)
+        monkeypatch.setattr(runtime.subprocess, "run", run)
+
+    reports("15360\n")
+    assert runtime.gpu_memory_gib() == 15.0
+    reports("81559\n81559\n")  # Several GPUs: the first.
+    assert round(runtime.gpu_memory_gib()) == 80
+
+    def missing(command, **kwargs):
+        raise FileNotFoundError("nvidia-smi")
+    monkeypatch.setattr(runtime.subprocess, "run", missing)
+    assert runtime.gpu_memory_gib() is None

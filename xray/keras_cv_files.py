@@ -1,0 +1,73 @@
+"""KerasCV's Stable Diffusion weight files: their names, and writing them.
+
+    FOLDER/kcv_encoder.h5, kcv_diffusion_model.h5, kcv_decoder.h5   KerasCV's own layout
+    FOLDER/bpe_simple_vocab_16e6.txt.gz                              a converted checkpoint's tokenizer
+    FOLDER/conversion.json                                           its schedule and numerics
+
+`convert_checkpoint` writes such a folder from a diffusers checkpoint (read by `xray.bridge`),
+so `--weights=local` loads it later without the bridge.
+"""
+
+import gzip
+import os
+
+import h5py
+
+from genlab.files import atomic_path, check_output_path, read_json, write_bytes, write_json
+from xray.bridge import open_checkpoint
+from xray.networks import NETWORKS, build_network
+
+# KerasCV 0.9.0's file names and pinned hashes (its constructors hold them inline).
+KERAS_CV_FILES = {
+    "text_encoder": ("kcv_encoder.h5", "4789e63e07c0e54d6a34a29b45ce81ece27060c499a709d556c7755b42bb0dc4"),
+    "diffusion_model": ("kcv_diffusion_model.h5", "8799ff9763de13d7f30a683d653018e114ed24a6a819667da4f5ee10f9e805fe"),
+    "decoder": ("kcv_decoder.h5", "ad350a65cc8bc4a80c8103367e039a3329b4231c2469a1093869a345f55b1962"),
+}
+TOKENIZER_FILE = "bpe_simple_vocab_16e6.txt.gz"  # CLIP's BPE merges, the file KerasCV's tokenizer reads.
+CONVERSION_FILE = "conversion.json"  # Beside converted weights: the checkpoint's schedule and numerics.
+
+
+def save_keras_cv_weights(model, path):
+    """Writes `model`'s weights in the legacy HDF5 layout of KerasCV's own `kcv_*.h5` files.
+
+    Keras 3's `save_weights` only writes `.weights.h5`; this layout is the one KerasCV (and
+    `--weights=local`) load, so converted weights drop in where downloaded ones would.
+    """
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+
+
+def convert_checkpoint(path, output_dir):
+    """Writes a checkpoint as KerasCV weight files that `--weights=local` loads without the bridge.
+
+    Beside the three `kcv_*.h5` files go the checkpoint's tokenizer (as the gzipped BPE file
+    KerasCV reads) and `conversion.json` (its scheduler config), so the converted folder
+    samples exactly as the checkpoint does.
+    """
+    check_output_path(output_dir, "--output_dir")
+    checkpoint = open_checkpoint(path)
+    checkpoint.tokenizer()  # Checked before the long part.
+    os.makedirs(output_dir, exist_ok=True)
+    for name in NETWORKS:
+        network = build_network(name, image_size=128, precision="float32")  # Weights do not depend on image size.
+        checkpoint.load_weights(name, network)
+        save_keras_cv_weights(network, os.path.join(output_dir, KERAS_CV_FILES[name][0]))
+        del network  # One network in memory at a time.
+    with open(os.path.join(path, "tokenizer", "merges.txt"), "rb") as f:
+        write_bytes(os.path.join(output_dir, TOKENIZER_FILE), gzip.compress(f.read()))
+    write_json(os.path.join(output_dir, CONVERSION_FILE), {
+        "source": os.path.abspath(path),
+        "scheduler": checkpoint.read_config("scheduler", "scheduler_config.json"),
+        "numerics": "diffusers",
+    })
+
+
+def read_conversion(folder):
+    """What `convert_checkpoint` recorded beside converted weights, or None for KerasCV's own files."""
+    path = os.path.join(folder, CONVERSION_FILE)
+    if not os.path.isfile(path):
+        return None
+    return read_json(path, how_to_fix="convert the checkpoint again")
