@@ -17,7 +17,8 @@ import tensorflow as tf
 from absl import app, flags
 
 from gan.model import GAN, build_networks
-from gan.train import TrainConfig, mnist_for_gan
+from gan.config import TrainConfig
+from gan.train import mnist_for_gan
 from machine import describe_machine
 from tutorial_dcgan import SETTINGS, build_tutorial
 

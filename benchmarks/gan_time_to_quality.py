@@ -37,7 +37,8 @@ import tensorflow as tf
 from absl import app, flags
 
 from gan.clusters import cluster_sampler
-from gan.train import TrainConfig, mnist_for_gan, train
+from gan.config import TrainConfig
+from gan.train import mnist_for_gan, train
 from genlab import plots
 from genlab.files import write_csv
 from genlab.images import to_uint8

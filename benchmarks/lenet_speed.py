@@ -14,7 +14,8 @@ import tempfile
 from absl import app, flags
 
 from genlab.mnist import ENV_VAR
-from lenet.train import LeNetConfig, train
+from lenet.config import LeNetConfig
+from lenet.train import train
 
 flags.DEFINE_integer("repeats", 3, "Training runs (the median is reported).", lower_bound=1)
 FLAGS = flags.FLAGS

@@ -14,31 +14,9 @@ import tensorflow as tf
 from keras import layers, ops
 
 from gan.clusters import cluster_sampler
+from gan.config import ARCHITECTURES
 
 IMAGE_SHAPE = (28, 28, 1)
-
-# Architectures by name. "default" is this project's: a narrower, 4x4-kernel DCGAN that
-# trains several times faster on a CPU than "tf_tutorial" (TensorFlow's DCGAN tutorial,
-# kept for benchmarks and comparison), because MNIST needs little width. 4x4 kernels with stride 2
-# divide evenly, avoiding the checkerboard artefacts of 5x5/stride-2 transposed
-# convolutions (Odena et al., 2016).
-ARCHITECTURES = {
-    "default": dict(
-        generator_dense_filters=64,
-        generator_conv=((32, 2),),
-        discriminator_conv=(32, 64),
-        kernel_size=4,
-        dropout=0.0,  # As in DCGAN (Radford et al., 2015); see docs/design.md for the tutorial's 0.3.
-    ),
-    "tf_tutorial": dict(
-        generator_dense_filters=256,
-        generator_conv=((128, 1), (64, 2)),
-        discriminator_conv=(64, 128),
-        kernel_size=5,
-        dropout=0.3,
-    ),
-}
-
 
 def build_generator(noise_dim, num_classes=None, dense_filters=64, conv=((32, 2),), kernel_size=4):
     """Noise (and label) -> 28x28x1 image in [-1, 1].

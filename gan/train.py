@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from gan.callbacks import EpochCheckpoint, HistoryLogger, NanGuard, SampleGrid, latest_checkpoint, read_history
 from gan.clusters import cluster_shares, pixel_clusters
-from gan.model import ARCHITECTURES, GAN, build_networks
+from gan.config import ARCHITECTURES
+from gan.model import GAN, build_networks
 from genlab.distribute import is_chief, make_strategy
 from genlab.errors import UserError
 from genlab.files import atomic_path, check_output_path, write_json, write_text
@@ -36,29 +37,6 @@ OUTPUTS = {
 
 # Settings that fix the networks' shapes: a resumed run must match them.
 _MODEL_FIELDS = ("architecture", "noise_dim", "conditional", "clusters")
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run depends on. Defaults are the project's tuned settings."""
-
-    epochs: int = 15  # The budget docs/benchmarks.md measures the default at.
-    batch_size: int = 64
-    noise_dim: int = 64
-    architecture: str = "default"
-    conditional: bool = False
-    clusters: int = 100  # Unconditional runs condition on this many clusters of the images (gan.clusters); 0: none.
-    g_learning_rate: float = 2e-4
-    d_learning_rate: float = 2e-4
-    beta_1: float = 0.5  # Radford et al. (2015): 0.9 oscillates, 0.5 is stable.
-    real_label: float = 1.0
-    averaging_decay: float = 0.999  # Samples come from this moving average of G's weights; 0: the latest G.
-    seed: int = 0
-    num_train_images: int = 0  # 0: all 60,000.
-    jit_compile: bool = False
-    strategy: str = "auto"  # See genlab.distribute.make_strategy.
-    tpu: str = ""
-    mnist_path: str = ""
 
 
 @dataclasses.dataclass

@@ -8,9 +8,7 @@ import sys
 import tensorflow as tf
 
 from genlab.errors import UserError
-from genlab.runtime import has_tpu
-
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+from genlab.runtime import STRATEGIES, has_tpu
 
 
 def detect_runtime():

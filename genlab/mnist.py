@@ -9,7 +9,6 @@ local `.npz` in Keras's layout: `x_train` (60000, 28, 28) uint8, `y_train`, `x_t
 import os
 import zipfile
 
-import keras
 import numpy as np
 
 from genlab.errors import UserError
@@ -30,6 +29,8 @@ def load_mnist(path=None):
     path = path or os.environ.get(ENV_VAR)
     if path:
         return _load_npz(path)
+    import keras  # Here, not at the top: programs import this module for its names, before any work.
+
     try:
         return keras.datasets.mnist.load_data()
     except Exception as error:  # Keras raises several types for "no network".

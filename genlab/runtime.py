@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")  # genlab.distribute.make_strategy's names.
 # keras-team/keras-io#1652: compiling Stable Diffusion in mixed precision with XLA needed a GPU
 # with at least 40 GB; smaller ones (Colab's free 16 GB T4) ran out of memory.
 XLA_MIN_GPU_GIB = 40

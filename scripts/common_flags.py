@@ -1,11 +1,16 @@
-"""Flags every MNIST program shares, and writing the flags a run used."""
+"""Flags every MNIST program shares, the flags a run used, and how every program runs.
+
+Programs import only light modules at the top (flag definitions, plain-data configs), and the
+libraries inside `main`: `--help` and flag errors answer at once, and TensorFlow is loaded
+only when there is work to do.
+"""
 
 import os
 import sys
 
 from absl import app, flags
 
-from genlab.distribute import STRATEGIES
+from genlab.runtime import STRATEGIES
 from genlab.errors import exit_on_user_error
 from genlab.mnist import ENV_VAR
 

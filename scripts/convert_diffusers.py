@@ -13,8 +13,8 @@ import os
 
 from absl import flags
 
+from genlab.files import check_output_path
 from scripts.common_flags import run_program
-from xray.keras_cv_files import convert_checkpoint
 
 flags.DEFINE_string("checkpoint", None, "A diffusers checkpoint folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/).")
 flags.DEFINE_string("output_dir", None, "Where the KerasCV weight files go (created).")
@@ -23,6 +23,9 @@ FLAGS = flags.FLAGS
 
 
 def main():
+    check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads.
+    from xray.keras_cv_files import convert_checkpoint
+
     convert_checkpoint(FLAGS.checkpoint, FLAGS.output_dir)
     print(f"Converted {FLAGS.checkpoint} into {os.path.abspath(FLAGS.output_dir)}; "
           f"use it with: genlab-xray --weights=local --weights_path={FLAGS.output_dir}")

@@ -4,8 +4,7 @@ import dataclasses
 
 from absl import flags
 
-from gan.model import ARCHITECTURES
-from gan.train import TrainConfig
+from gan.config import ARCHITECTURES, TrainConfig
 from scripts.common_flags import positive
 
 _DEFAULTS = TrainConfig()

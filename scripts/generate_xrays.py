@@ -18,10 +18,8 @@ from absl import flags
 from genlab.errors import UserError
 from genlab.files import check_output_path
 from scripts.common_flags import positive, run_program
-from xray import dataset
-from xray.generate import XrayConfig, generate_dataset
+from xray.config import PRECISIONS, TOKENIZER_ENV_VAR, WEIGHT_SOURCES, XrayConfig
 from xray.prompts import BUILTIN_PROMPTS, load_prompt_file
-from xray.weights import PRECISIONS, TOKENIZER_ENV_VAR, WEIGHT_SOURCES, load_stable_diffusion
 
 _DEFAULTS = XrayConfig()
 flags.DEFINE_string("output_dir", "runs/xray", "The dataset folder (created; a finished run's images are reused).")
@@ -47,6 +45,8 @@ FLAGS = flags.FLAGS
 
 
 def main():
+    from xray import dataset
+
     out = FLAGS.output_dir
     if FLAGS.merge:
         if not os.path.isdir(out):
@@ -62,6 +62,9 @@ def main():
     dataset.shard([], config.num_shards, config.shard_index)  # Checks the shard flags before any work.
     check_output_path(out, "--output_dir")
     class_prompts = load_prompt_file(FLAGS.prompt_file) if FLAGS.prompt_file else BUILTIN_PROMPTS
+    from xray.generate import generate_dataset  # TensorFlow loads only now, once the cheap checks have passed.
+    from xray.weights import load_stable_diffusion
+
     texts = {config.negative_prompt} | {p.prompt for p in class_prompts} | {p.negative_prompt for p in class_prompts if p.negative_prompt}
     models = load_stable_diffusion(
         FLAGS.image_size, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path,

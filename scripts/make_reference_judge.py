@@ -10,20 +10,24 @@ import dataclasses
 import platform
 import tempfile
 
-import keras
-import tensorflow as tf
 from absl import flags
 
-from lenet import reference
-from lenet.train import LeNetConfig, train
+from lenet.config import LeNetConfig
 from scripts.common_flags import define_common_flags, run_program
 
 define_common_flags()
-flags.DEFINE_string("version", reference.VERSION, "The version to write, e.g. v2.")
+flags.DEFINE_string("version", None, "The version to write, e.g. v2; published versions are never replaced (lenet/reference.py).")
+flags.mark_flag_as_required("version")
 FLAGS = flags.FLAGS
 
 
 def main():
+    import keras
+    import tensorflow as tf
+
+    from lenet import reference
+    from lenet.train import train
+
     config = dataclasses.replace(LeNetConfig(), seed=FLAGS.seed, mnist_path=FLAGS.mnist_path)
     with tempfile.TemporaryDirectory() as tmp:
         result = train(config, f"{tmp}/lenet.keras")

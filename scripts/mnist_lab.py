@@ -15,12 +15,9 @@ import os
 
 from absl import flags
 
-from gan.train import train as train_gan
 from genlab.files import check_output_path, write_text
 from genlab.mnist import load_mnist
-from mnist_lab.judge import format_summary, judge_generator
-from lenet.train import LeNetConfig
-from lenet.train import train as train_lenet
+from lenet.config import LeNetConfig
 from scripts.common_flags import define_common_flags, flagfile_text, run_program
 from scripts.gan_flags import define_gan_flags, gan_config_from_flags
 
@@ -39,6 +36,9 @@ def main():
     out = FLAGS.output_dir
     check_output_path(out, "--output_dir")
     load_mnist(FLAGS.mnist_path or None)  # A missing or malformed MNIST file stops the lab before anything is created.
+    from gan.train import train as train_gan
+    from lenet.train import train as train_lenet
+    from mnist_lab.judge import format_summary, judge_generator
 
     print("== 1/3 Training the GAN")
     gan_config = gan_config_from_flags(FLAGS, prefix="gan_")

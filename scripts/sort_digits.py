@@ -11,7 +11,7 @@ import os
 
 from absl import flags
 
-from mnist_lab.judge import format_summary, judge_generator
+from genlab.files import check_output_path
 from scripts.common_flags import define_common_flags, run_program
 
 define_common_flags()
@@ -25,6 +25,9 @@ FLAGS = flags.FLAGS
 
 
 def main():
+    check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads.
+    from mnist_lab.judge import format_summary, judge_generator
+
     summary = judge_generator(FLAGS.generator, FLAGS.classifier, FLAGS.output_dir, count=FLAGS.count, seed=FLAGS.seed,
                               min_confidence=FLAGS.min_confidence, overwrite=FLAGS.overwrite, mnist_path=FLAGS.mnist_path)
     print(format_summary(summary))

@@ -11,8 +11,7 @@ import os
 
 from absl import flags
 
-from gan.train import train
-from genlab.distribute import is_chief
+from genlab.files import check_output_path
 from scripts.common_flags import define_common_flags, flagfile_text, run_program
 from scripts.gan_flags import define_gan_flags, gan_config_from_flags
 
@@ -23,6 +22,10 @@ FLAGS = flags.FLAGS
 
 
 def main():
+    check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads: a wrong path answers at once.
+    from gan.train import train
+    from genlab.distribute import is_chief
+
     config = gan_config_from_flags(FLAGS)
     result = train(config, FLAGS.output_dir, files={"flags.txt": flagfile_text(FLAGS)})
     if not is_chief():

@@ -5,8 +5,9 @@
 
 from absl import flags
 
-from lenet.train import LeNetConfig, sidecar_paths, train
-from scripts.common_flags import define_common_flags, run_program, positive
+from genlab.files import check_output_path
+from lenet.config import LeNetConfig
+from scripts.common_flags import define_common_flags, positive, run_program
 
 _DEFAULTS = LeNetConfig()
 define_common_flags()
@@ -28,6 +29,9 @@ def config_from_flags():
 
 
 def main():
+    check_output_path(FLAGS.model_path, "--model_path", folder=False)  # Before TensorFlow loads.
+    from lenet.train import sidecar_paths, train
+
     result = train(config_from_flags(), FLAGS.model_path)
     metrics_path, confusion_path = sidecar_paths(FLAGS.model_path)
     print(f"LeNet-5: {result.test_accuracy:.2%} MNIST test accuracy after {result.seconds:.0f} s of training.")

@@ -7,11 +7,15 @@ and their outputs depend on every input, so a mixed-up prompt, timestep or laten
 shows. The real networks are built in a few integration tests (`random_sd`).
 """
 
+import sys
+
 import keras
-import numpy as np
 from keras import layers, ops
 
+from xray.config import XrayConfig
+from xray.generate import generate_dataset
 from xray.networks import MAX_PROMPT_TOKENS
+from xray.prompts import ClassPrompt
 from xray.sampler import LATENT_CHANNELS, LATENT_DOWNSCALE, NoiseSchedule
 from xray.weights import StableDiffusionModels
 
@@ -53,6 +57,13 @@ def standin_models(tokenizer, image_size=128, seed=0):
                                  image_size=image_size, precision="float32", numerics="keras_cv")
 
 
-def differing_pixels(a, b):
-    """How many grey levels two uint8 images differ by at most."""
-    return int(np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max())
+KILL_TEST_PROMPTS = [ClassPrompt("chest", "Frontal chest X-ray"), ClassPrompt("knee", "Knee X-ray, lateral view", "color")]
+KILL_TEST_CONFIG = XrayConfig(images_per_prompt=12, batch_size=1, steps=2)
+
+
+if __name__ == "__main__":
+    # `python tests/standin_sd.py OUT BPE`: the dataset the resume test kills mid-run.
+    from xray.weights import load_tokenizer
+
+    output_dir, bpe_path = sys.argv[1:]
+    generate_dataset(standin_models(load_tokenizer(bpe_path)), KILL_TEST_PROMPTS, KILL_TEST_CONFIG, output_dir, verbose=False)

@@ -50,6 +50,7 @@ def test_other_architectures_are_named(tmp_path, clip_bpe_path, overrides, messa
     assert message in str(error.value)
 
 
+@pytest.mark.slow
 def test_missing_or_misshapen_tensors_are_named(tmp_path, clip_bpe_path):
     encoder = build_network("text_encoder", 128, "float32")
     before = [w.numpy().copy() for w in encoder.weights]

@@ -24,7 +24,8 @@ from programs import run_program
 from sd1_checkpoint import write_checkpoint
 from xray import dataset, weights
 from xray.bridge import open_checkpoint
-from xray.generate import XrayConfig, generate_dataset
+from xray.config import XrayConfig
+from xray.generate import generate_dataset
 from xray.keras_cv_files import KERAS_CV_FILES
 from xray.networks import NETWORKS
 from xray.prompts import BUILTIN_PROMPTS, ClassPrompt
@@ -101,7 +102,8 @@ def converted_folder(checkpoint, tmp_path_factory):
     folder = tmp_path_factory.mktemp("kcv") / "converted"
     result = run_program("scripts.convert_diffusers", [f"--checkpoint={checkpoint[0]}", f"--output_dir={folder}"])
     assert result.returncode == 0, result.stderr[-3000:]
-    return folder
+    yield folder
+    shutil.rmtree(folder)  # 4 GB of weight files.
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +133,6 @@ def test_converted_folder_holds_the_bridges_weights_and_settings(checkpoint, con
     assert [tokenize(tokenizer, p) for p in PROMPTS] == checkpoint[2]
 
 
-def test_generates_from_the_checkpoint(converted, tmp_path):
-    prompts = [ClassPrompt("chest", "Frontal chest X-ray", count=2)]
-    generate_dataset(converted, prompts, XrayConfig(steps=2), str(tmp_path), verbose=False)
-    rows = dataset.write_index(str(tmp_path))
-    assert [r["file_name"] for r in rows] == ["chest/chest_0000.png", "chest/chest_0001.png"]
-    assert rows[0]["weight_source"].startswith("diffusers (") and rows[0]["numerics"] == "diffusers"
-    assert "leading spacing, offset 1 (PNDMScheduler schedule)" in rows[0]["sampler"]
-
-
 def test_text_encoder_equals_clip_text_model(checkpoint, converted):
     assert_round_off(encode_texts(converted, PROMPTS), checkpoint[1]["text_encoder"])
 
@@ -154,3 +147,12 @@ def test_unet_equals_diffusers(checkpoint, converted, timestep):
 
 def test_decoder_equals_autoencoder_kl(checkpoint, converted):
     assert_round_off(converted.decoder.predict_on_batch(decoder_latents()), checkpoint[1]["vae"])
+
+
+def test_generates_from_the_checkpoint(converted, tmp_path):  # Last: the networks are traced by now.
+    prompts = [ClassPrompt("chest", "Frontal chest X-ray", count=2)]
+    generate_dataset(converted, prompts, XrayConfig(steps=2), str(tmp_path), verbose=False)
+    rows = dataset.write_index(str(tmp_path))
+    assert [r["file_name"] for r in rows] == ["chest/chest_0000.png", "chest/chest_0001.png"]
+    assert rows[0]["weight_source"].startswith("diffusers (") and rows[0]["numerics"] == "diffusers"
+    assert "leading spacing, offset 1 (PNDMScheduler schedule)" in rows[0]["sampler"]

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan.model import ARCHITECTURES, GAN, build_networks
+from gan.config import ARCHITECTURES
+from gan.model import GAN, build_networks
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))

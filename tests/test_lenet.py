@@ -6,7 +6,8 @@ import pytest
 
 from genlab.errors import UserError
 from lenet.model import build_lenet5, probabilities_and_features
-from lenet.train import LeNetConfig, load_classifier, sidecar_paths, train
+from lenet.config import LeNetConfig
+from lenet.train import load_classifier, sidecar_paths, train
 
 
 def test_architecture_is_lenet5():
@@ -21,6 +22,7 @@ def test_architecture_is_lenet5():
     np.testing.assert_allclose(np.asarray(probs).sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_trains_well_above_chance_on_a_small_real_slice(mnist_path, tmp_path):
     config = LeNetConfig(epochs=4, num_train_images=4000, mnist_path=mnist_path, jit_compile=False)
     result = train(config, str(tmp_path / "lenet.keras"), verbose=0)

@@ -19,6 +19,7 @@ def lab_run(tmp_path_factory, tiny_mnist):
     return out, result
 
 
+@pytest.mark.slow
 def test_lab_writes_everything_and_reports(lab_run):
     out, result = lab_run
     for name in ("gan/generator.keras", "gan/samples.gif", "lenet/lenet.keras", "lenet/lenet.metrics.json",
@@ -41,6 +42,7 @@ def test_lab_writes_everything_and_reports(lab_run):
     assert [int(r["intended_label"]) for r in rows[:10]] == list(range(10))
 
 
+@pytest.mark.slow
 def test_sort_digits_refuses_a_non_empty_folder(lab_run, tiny_mnist):
     out, _ = lab_run
     args = [f"--generator={out}/gan/generator.keras", f"--classifier={out}/lenet/lenet.keras",
@@ -55,6 +57,7 @@ def test_sort_digits_refuses_a_non_empty_folder(lab_run, tiny_mnist):
         assert json.load(f)["count"] == 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["generator", "classifier"])
 def test_sort_digits_names_a_missing_or_wrong_model(lab_run, tmp_path, which):
     out, _ = lab_run

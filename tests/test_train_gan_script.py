@@ -5,6 +5,7 @@ import signal
 import time
 
 import numpy as np
+import pytest
 
 from gan.callbacks import read_history
 from gan.sampling import load_generator, sample_digits
@@ -17,6 +18,7 @@ def run_script(args, **kwargs):
     return run_program("scripts.train_gan", args, **kwargs)
 
 
+@pytest.mark.slow
 def test_writes_every_output(mnist_path, tmp_path):
     out = tmp_path / "run"
     result = run_script([*TINY, "--conditional", f"--output_dir={out}", f"--mnist_path={mnist_path}"])
@@ -32,6 +34,7 @@ def test_writes_every_output(mnist_path, tmp_path):
     assert str(out) in result.stdout
 
 
+@pytest.mark.slow
 def test_flagfile_repeats_a_run(mnist_path, tmp_path):
     first = tmp_path / "first"
     assert run_script([*TINY, "--epochs=1", f"--output_dir={first}", f"--mnist_path={mnist_path}"]).returncode == 0
@@ -51,6 +54,7 @@ def test_bad_flags_get_one_clear_line(tmp_path):
         assert words in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, tiny_mnist):
     for args, message in [([f"--mnist_path={tmp_path}/missing.npz"], "error: MNIST file"),
                           ([f"--mnist_path={tiny_mnist}", "--batch_size=1024"], "--batch_size=1024 is larger than the 512"),
@@ -60,6 +64,7 @@ def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, tiny_mnist):
         assert not (tmp_path / "run").exists()  # Checked before anything was created.
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_finishes(mnist_path, tmp_path):
     out = tmp_path / "run"
     args = ["--epochs=4", "--batch_size=32", "--noise_dim=16", "--num_train_images=1024", f"--output_dir={out}", f"--mnist_path={mnist_path}"]

@@ -5,6 +5,10 @@ test_xray_networks.py and by the program's own test.
 """
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -13,10 +17,12 @@ from keras_cv.src.models.stable_diffusion.stable_diffusion import StableDiffusio
 from PIL import Image
 
 from xray import dataset
-from xray.generate import XrayConfig, generate_dataset
+from xray.config import XrayConfig
+from xray.generate import generate_dataset
 from xray.prompts import ClassPrompt
 from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
-from standin_sd import standin_models
+from programs import program_env
+from standin_sd import KILL_TEST_CONFIG, KILL_TEST_PROMPTS, standin_models
 
 PROMPTS = [ClassPrompt("chest_normal", "Frontal chest X-ray of healthy lungs"),
            ClassPrompt("radius_fracture", "X-ray of a fractured radius bone", "color")]
@@ -103,3 +109,28 @@ def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(models, wh
     result = generate_dataset(models, PROMPTS, config, str(out), verbose=False)
     assert (result.made, result.skipped) == (1, 5)
     _assert_same_images(_pixels(out), _pixels(whole_dataset))
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_write_resumes_to_what_an_uninterrupted_run_makes(models, tmp_path, clip_bpe_path):
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "standin_sd.py"), str(out), clip_bpe_path],
+                               env=program_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(out.glob("*/*.png"))) < 2 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("*/*.png")}
+    total = 2 * KILL_TEST_CONFIG.images_per_prompt
+    assert 2 <= len(kept) < total, "the kill should land mid-run"
+
+    result = generate_dataset(models, KILL_TEST_PROMPTS, KILL_TEST_CONFIG, str(out), verbose=False)
+    assert (result.made, result.skipped) == (total - len(kept), len(kept))
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in kept.items())  # Finished images are kept as they were.
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # No partial file is left.
+    uninterrupted = tmp_path / "uninterrupted"
+    generate_dataset(models, KILL_TEST_PROMPTS, KILL_TEST_CONFIG, str(uninterrupted), verbose=False)
+    _assert_same_images(_pixels(out), _pixels(uninterrupted))
+    with open(out / dataset.METADATA_FILE) as f:
+        assert len(f.read().splitlines()) == total + 1

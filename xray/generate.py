@@ -9,7 +9,6 @@ import numpy as np
 import tensorflow as tf
 
 from xray import dataset
-from xray.prompts import DEFAULT_NEGATIVE_PROMPT
 from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
 
 RANDOM_WEIGHTS_BANNER = (
@@ -18,19 +17,6 @@ RANDOM_WEIGHTS_BANNER = (
     "*  Use this for smoke tests and timing only, never as a dataset.              *\n"
     + "*" * 78
 )
-
-
-@dataclasses.dataclass
-class XrayConfig:
-    images_per_prompt: int = 8  # A class's `count` in the prompt file wins.
-    batch_size: int = 2  # Images per U-Net call (twice that with guidance).
-    steps: int = 25
-    guidance_scale: float = 7.5
-    seed: int = 0
-    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
-    num_shards: int = 1
-    shard_index: int = 0
-    grid_images_per_class: int = 4
 
 
 @dataclasses.dataclass

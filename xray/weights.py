@@ -20,13 +20,11 @@ from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 
 from genlab.errors import UserError
 from xray.bridge import open_checkpoint, use_diffusers_numerics
+from xray.config import PRECISIONS, TOKENIZER_ENV_VAR, WEIGHT_SOURCES
 from xray.keras_cv_files import KERAS_CV_FILES, TOKENIZER_FILE, read_conversion
 from xray.networks import NETWORKS, build_network
 from xray.sampler import NoiseSchedule, tokenize
 
-WEIGHT_SOURCES = ("keras_cv", "local", "diffusers", "random")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-TOKENIZER_ENV_VAR = "CLIP_BPE_PATH"
 
 # KerasCV 0.9.0's download addresses (its constructors hold them inline).
 _HF = "https://huggingface.co/fchollet/stable-diffusion/resolve/main/"
