@@ -13,7 +13,7 @@ from sd1_checkpoint import write_configs
 from xray import bridge
 from xray.prompts import BUILTIN_PROMPTS
 from xray.sampler import NoiseSchedule, tokenize
-from xray.networks import build_network
+from xray.networks import MAX_PROMPT_TOKENS, build_network
 
 PROMPTS = [p.prompt for p in BUILTIN_PROMPTS] + ["", "X-ray of a fractured radius bone"]
 
@@ -74,7 +74,7 @@ def test_missing_or_misshapen_tensors_are_named(tmp_path, clip_bpe_path):
 
     # transformers 4 names (text_model.*, plus the position_ids buffer) load the same weights.
     old_names = {f"text_model.{k}": v + 1.0 for k, v in tensors.items()}
-    old_names["text_model.embeddings.position_ids"] = np.arange(77)[None]
+    old_names["text_model.embeddings.position_ids"] = np.arange(MAX_PROMPT_TOKENS)[None]
     bridge.open_checkpoint(str(_with_weight_files(tmp_path, old_names))).load_weights("text_encoder", encoder)
     for weight, value in zip(encoder.weights, before):
         np.testing.assert_allclose(weight.numpy(), value + 1.0, rtol=0, atol=1e-6)

@@ -27,7 +27,7 @@ from xray.bridge import open_checkpoint
 from xray.config import XrayConfig
 from xray.generate import generate_dataset
 from xray.keras_cv_files import KERAS_CV_FILES
-from xray.networks import NETWORKS
+from xray.networks import MAX_PROMPT_TOKENS, NETWORKS
 from xray.prompts import BUILTIN_PROMPTS, ClassPrompt
 from xray.sampler import NoiseSchedule, encode_texts, timestep_embedding, tokenize
 from xray.weights import load_stable_diffusion, load_tokenizer
@@ -82,7 +82,7 @@ def checkpoint(tmp_path_factory, clip_bpe_path):
     def use_network(name, network):
         if name == "text_encoder":  # The tokenizer is written first: transformers' own reads it.
             tokenizer = transformers.CLIPTokenizer(str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt"))
-            token_ids.extend(tokenizer(PROMPTS, padding="max_length", max_length=77).input_ids)
+            token_ids.extend(tokenizer(PROMPTS, padding="max_length", max_length=MAX_PROMPT_TOKENS).input_ids)
         return reference_outputs(name, network, token_ids)
 
     references = write_checkpoint(folder, clip_bpe_path, use_network)
@@ -149,9 +149,10 @@ def test_decoder_equals_autoencoder_kl(checkpoint, converted):
     assert_round_off(converted.decoder.predict_on_batch(decoder_latents()), checkpoint[1]["vae"])
 
 
-def test_generates_from_the_checkpoint(converted, tmp_path):  # Last: the networks are traced by now.
+def test_generates_from_the_checkpoint(converted, tmp_path):
+    # Last, one image a batch: the U-Net's graph for a batch of 2 is traced by now.
     prompts = [ClassPrompt("chest", "Frontal chest X-ray", count=2)]
-    generate_dataset(converted, prompts, XrayConfig(steps=2), str(tmp_path), verbose=False)
+    generate_dataset(converted, prompts, XrayConfig(batch_size=1, steps=2), str(tmp_path), verbose=False)
     rows = dataset.write_index(str(tmp_path))
     assert [r["file_name"] for r in rows] == ["chest/chest_0000.png", "chest/chest_0001.png"]
     assert rows[0]["weight_source"].startswith("diffusers (") and rows[0]["numerics"] == "diffusers"

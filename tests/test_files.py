@@ -1,11 +1,14 @@
-"""genlab.files: atomic writes with the modes `open()` gives, and the one CSV writer."""
+"""genlab.files and genlab.errors: atomic writes with the modes `open()` gives, the one CSV writer,
+and the one-line errors of a full disk or a missing permission."""
 
+import errno
 import os
 import stat
 
 import numpy as np
 import pytest
 
+from genlab.errors import exit_on_user_error
 from genlab.files import read_csv, write_csv, write_text
 from lenet.sorting import prepare_output_dir, publish, write_sorted_images
 
@@ -45,3 +48,25 @@ def test_csv_keeps_commas_quotes_and_newlines_and_fills_missing_columns(tmp_path
     assert read_csv(tmp_path / "t.csv") == [{"file": "a.png", "prompt": 'X-ray, "lateral" view', "seed": ""},
                                             {"file": "b.png", "prompt": "two\nlines", "seed": "3"}]
     assert read_csv(tmp_path / "missing.csv") == []
+
+
+@pytest.mark.parametrize("error, words", [
+    (OSError(errno.ENOSPC, "No space left on device", "/data/out/x.png"), "the disk is full writing /data/out/x.png"),
+    (PermissionError(errno.EACCES, "Permission denied", "/data/out"), "no permission writing /data/out"),
+])
+def test_a_full_disk_or_a_permission_error_is_one_line(capsys, error, words):
+    def main(argv):
+        raise error
+
+    with pytest.raises(SystemExit) as exit_status:
+        exit_on_user_error(main)([])
+    assert exit_status.value.code == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: {words}; free space or fix permissions")
+
+
+def test_other_errors_keep_their_traceback():
+    def main(argv):
+        raise OSError(errno.EIO, "I/O error")  # A fault, not the user's to fix: shown in full.
+
+    with pytest.raises(OSError):
+        exit_on_user_error(main)([])

@@ -35,7 +35,7 @@ def test_bfloat16_decoder_equals_one_built_in_bfloat16():
     built = build_network("decoder", 128, "mixed_bfloat16")  # As load_stable_diffusion builds it.
     for mine, source in zip(built.weights, exact.weights, strict=True):
         mine.assign(source)
-    latents = np.random.default_rng(0).standard_normal((2, 16, 16, 4)).astype("float32")
+    latents = np.random.default_rng(0).standard_normal((1, 16, 16, 4)).astype("float32")
     expected = np.asarray(exact(latents))
     np.testing.assert_array_equal(np.asarray(use_bfloat16(exact)(latents)), np.asarray(built(latents)))
     # A small relative error, not none (it did compute in bfloat16), and not a wrong dtype or skipped cast.
@@ -45,7 +45,7 @@ def test_bfloat16_decoder_equals_one_built_in_bfloat16():
 def test_bfloat16_unet_stays_close_to_float32_and_barely_depends_on_the_batch():
     unet = build_network("diffusion_model", 128, "float32")
     rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal(shape).astype("float32") for shape in ((4, 16, 16, 4), (4, 320), (4, 77, 768))]
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in ((2, 16, 16, 4), (2, 320), (2, 77, 768))]
     expected = np.asarray(unet(inputs))
     use_bfloat16(unet)
     batched = np.asarray(unet(inputs), dtype="float32")
