@@ -58,7 +58,7 @@ def standin_models(tokenizer, image_size=128, seed=0):
 
 
 KILL_TEST_PROMPTS = [ClassPrompt("chest", "Frontal chest X-ray"), ClassPrompt("knee", "Knee X-ray, lateral view", "color")]
-KILL_TEST_CONFIG = XrayConfig(images_per_prompt=12, batch_size=1, steps=2)
+KILL_TEST_CONFIG = XrayConfig(images_per_prompt=30, batch_size=1, steps=2)
 
 
 if __name__ == "__main__":
