@@ -1,4 +1,5 @@
-"""Atomic file writing: a reader (or a resumed job) never sees a half-written file."""
+"""Files the labs write: checked before anything is created, written atomically (a reader or a
+resumed job never sees a half-written file) with the mode `open()` gives, CSV and JSON."""
 
 import contextlib
 import csv
