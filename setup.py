@@ -39,6 +39,7 @@ setup(
             "genlab-mnist-lab=scripts.mnist_lab:run",
             "genlab-xray=scripts.generate_xrays:run",
             "genlab-convert-diffusers=scripts.convert_diffusers:run",
+            "genlab-xray-judge=scripts.judge_xrays:run",
         ],
     },
 )

@@ -113,15 +113,16 @@ def save_histogram(path, values, bins, xlabel, title):
     _save(fig, path)
 
 
-def save_matrix(path, matrix, xlabel, ylabel, title):
-    """A confusion matrix as a heat map with the counts written in each cell."""
+def save_matrix(path, matrix, xlabel, ylabel, title, labels=None):
+    """A confusion matrix as a heat map with the counts written in each cell; `labels` name
+    the rows and columns (default: their numbers)."""
     matrix = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax = plt.subplots(figsize=(6, 5.5) if labels is None else (max(6, 1.2 * len(labels) + 2.5),) * 2)
     im = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(im, ax=ax)
     n_rows, n_cols = matrix.shape
-    ax.set_xticks(range(n_cols))
-    ax.set_yticks(range(n_rows))
+    ax.set_xticks(range(n_cols), labels, rotation=45 if labels else 0, ha="right" if labels else "center")
+    ax.set_yticks(range(n_rows), labels)
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(n_rows):
         for j in range(n_cols):
@@ -130,6 +131,19 @@ def save_matrix(path, matrix, xlabel, ylabel, title):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    _save(fig, path)
+
+
+def save_table(path, columns, rows, title):
+    """A table of figures as an image (rows of strings or numbers; numbers shown to 3 significant digits)."""
+    cells = [[f"{v:.3g}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in row] for row in rows]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(columns)), 0.4 * len(rows) + 1.2))
+    ax.axis("off")
+    table = ax.table(cellText=cells, colLabels=columns, loc="center", cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    table.scale(1.0, 1.3)
+    ax.set_title(title, fontsize=10)
     _save(fig, path)
 
 

@@ -4,21 +4,15 @@ Accuracy alone is weak (noise can be classified with full confidence), so alongs
 - `mnist_score`: the Inception Score (Salimans et al., 2016) with LeNet's softmax in place
   of Inception's: exp(E_x KL(p(y|x) || p(y))). 1 = one class or no confident digit,
   10 = confident and evenly spread over all ten.
-- `frechet_distance` between LeNet's 84-d penultimate features of two image sets (the
-  "MNIST FID"; Heusel et al., 2017, with LeNet in place of Inception). 0 = same statistics.
+- `genlab.metrics.frechet_distance` between LeNet's 84-d penultimate features of two image
+  sets (the "MNIST FID"; Heusel et al., 2017, with LeNet in place of Inception). 0 = same statistics.
 - the class distribution and its entropy: mode coverage.
 """
 
-import warnings
-
 import numpy as np
-import scipy.linalg
 
+from genlab.metrics import frechet_distance
 from genlab.mnist import NUM_CLASSES
-
-# sqrtm of a product of covariances is real in exact arithmetic; round-off leaves an
-# imaginary part, harmless while it is this small next to the real part.
-IMAGINARY_TOLERANCE = 1e-3
 
 
 def mnist_score(probabilities, eps=1e-12):
@@ -26,28 +20,6 @@ def mnist_score(probabilities, eps=1e-12):
     p_y = p_yx.mean(axis=0, keepdims=True)
     kl = (p_yx * (np.log(p_yx + eps) - np.log(p_y + eps))).sum(axis=1)
     return float(np.exp(kl.mean()))
-
-
-def frechet_distance(features_a, features_b, eps=1e-6):
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), with scipy's matrix square root.
-
-    LeNet's ReLU features include units that never fire, which makes the covariances
-    singular; `eps * I` is added to both (in every term, so identical sets still give 0).
-    """
-    a = np.asarray(features_a, dtype=np.float64)
-    b = np.asarray(features_b, dtype=np.float64)
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    offset = np.eye(a.shape[1]) * eps
-    sigma_a = np.cov(a, rowvar=False) + offset
-    sigma_b = np.cov(b, rowvar=False) + offset
-    covmean = scipy.linalg.sqrtm(sigma_a @ sigma_b)
-    if np.iscomplexobj(covmean):
-        imaginary = np.abs(covmean.imag).max()
-        if imaginary > IMAGINARY_TOLERANCE * max(np.abs(covmean.real).max(), 1e-12):
-            warnings.warn(f"FID: the covariance square root has an imaginary part of {imaginary:.3g} "
-                          "(the feature sets may be too small or degenerate); the FID is unreliable", RuntimeWarning)
-        covmean = covmean.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean))
 
 
 def confusion_matrix(true_labels, predicted):

@@ -38,6 +38,8 @@ flags.DEFINE_enum("precision", "auto", PRECISIONS, "Compute precision. auto: mix
 flags.DEFINE_bool("jit_compile", False, "Compile the networks with XLA (slow first batch; faster steps on some machines).")
 flags.DEFINE_integer("num_shards", 1, "Split the images over this many independent jobs.")
 flags.DEFINE_integer("shard_index", 0, "Which shard this job makes, 0..num_shards-1.", lower_bound=0)
+flags.DEFINE_string("real", "", "A folder of real X-rays, one sub-folder per class: the finished dataset is then judged against it (genlab-xray-judge's defaults).")
+flags.DEFINE_string("judge_dir", "", "Where the judge's report goes (default: OUTPUT_DIR_judge, beside the dataset).")
 flags.DEFINE_bool("merge", False, "Only rebuild metadata.csv and sample_grid.png from the PNGs in --output_dir (after sharded runs).")
 for _name in ("images_per_prompt", "batch_size", "steps", "num_shards"):
     positive(_name)
@@ -61,6 +63,12 @@ def main():
     )
     dataset.shard([], config.num_shards, config.shard_index)  # Checks the shard flags before any work.
     check_output_path(out, "--output_dir")
+    judge_dir = FLAGS.judge_dir or out.rstrip("/\\") + "_judge"
+    if FLAGS.real:
+        from xray.image_folder import class_folders
+
+        class_folders(FLAGS.real, "--real")  # A wrong folder is named now, not after hours of generation.
+        check_output_path(judge_dir, "--judge_dir")
     class_prompts = load_prompt_file(FLAGS.prompt_file) if FLAGS.prompt_file else BUILTIN_PROMPTS
     from xray.generate import generate_dataset  # TensorFlow loads only now, once the cheap checks have passed.
     from xray.weights import load_stable_diffusion
@@ -75,6 +83,11 @@ def main():
     print(f"Made {result.made} images in {result.seconds:.0f} s ({result.skipped} were already done) in {os.path.abspath(out)}.")
     if result.indexed:
         print(f"  {dataset.METADATA_FILE} (one row per image) and {dataset.GRID_FILE} (a few images per class).")
+        if FLAGS.real:
+            from xray.judge import format_summary, judge_dataset
+
+            print(format_summary(judge_dataset(FLAGS.real, out, judge_dir)))
+            print(f"The judge's report: {os.path.abspath(judge_dir)}")
     else:
         print(f"  Shard {config.shard_index + 1} of {config.num_shards} done; when all are, run: genlab-xray --merge --output_dir={out}")
 

@@ -14,6 +14,8 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import REPO
+from image_folders import make_noise_folder
+from xray.prompts import BUILTIN_PROMPTS
 
 NOTEBOOK = os.path.join(REPO, "notebooks", "labs.ipynb")
 TINY_BUDGET = """
@@ -27,6 +29,7 @@ XRAY_WEIGHTS = "random"
 XRAY_IMAGE_SIZE = 128
 XRAY_STEPS = 2
 XRAY_IMAGES_PER_PROMPT = 1
+JUDGE_EPOCHS = 1
 """
 
 
@@ -35,7 +38,9 @@ def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_pat
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     parameters = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
     assert len(parameters) == 1, "the notebook needs exactly one cell tagged 'parameters'"
-    notebook.cells.insert(parameters[0] + 1, nbformat.v4.new_code_cell(TINY_BUDGET.strip()))
+    real = make_noise_folder(tmp_path / "real_xrays", per_class=2, classes=[p.class_name for p in BUILTIN_PROMPTS])
+    budget = TINY_BUDGET + f"REAL_XRAYS = {str(real)!r}\n"
+    notebook.cells.insert(parameters[0] + 1, nbformat.v4.new_code_cell(budget.strip()))
     monkeypatch.setenv("MNIST_NPZ", mnist_path)
     monkeypatch.setenv("CLIP_BPE_PATH", clip_bpe_path)
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -57,6 +62,7 @@ def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_pat
     assert "MNIST score" in text and "real MNIST" in text  # The metrics table.
     assert "RANDOM WEIGHTS" in text  # Random Stable Diffusion says so.
     assert "classes: ['chest_cardiomegaly'" in text  # The X-ray folder loads as a dataset.
+    assert "FID real floor" in text  # Judged against the real folder.
     images = [output for output in outputs if "image/png" in output.get("data", {})]
-    # GAN grid, loss and D-output curves, LeNet's confusion matrix, 4 sorting figures, X-ray grid.
-    assert len(images) == 9
+    # GAN grid, loss and D-output curves, LeNet's confusion matrix, 4 sorting figures, X-ray grid, 3 judge figures.
+    assert len(images) == 12

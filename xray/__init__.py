@@ -1,14 +1,17 @@
-"""Synthetic X-ray datasets with KerasCV's Stable Diffusion.
+"""Synthetic X-ray datasets with KerasCV's Stable Diffusion, and their judge.
 
 Bottom to top (each module imports only those above it in this list):
 
 - `xray.networks`: KerasCV's three networks, built untrained.
 - `xray.prompts`: the classes and their prompts (built-in, or a JSON/YAML file).
-- `xray.config`: `XrayConfig` and the names of the weight sources and precisions (no TensorFlow).
+- `xray.image_folder`: users' class-folder image sets (8/16-bit grayscale or RGB, PNG or JPEG).
+- `xray.config`: `XrayConfig`, `JudgeConfig` and the names of their choices (no TensorFlow).
 - `xray.sampler`: text encoding and our DDIM loop (per-image noise, batched guidance).
 - `xray.bridge`: reads a diffusers SD 1.x checkpoint and maps its tensors onto KerasCV's layers.
 - `xray.keras_cv_files`: KerasCV's weight files: names, writing, converting a checkpoint.
 - `xray.weights`: the four weight sources and `load_stable_diffusion`.
 - `xray.dataset`: the folder on disk: image plan, seeds, shards, PNG metadata, index, grid.
 - `xray.generate`: `generate_dataset`, the orchestrator `genlab-xray` calls.
+- `xray.judge`: `judge_dataset`, synthetic against real: a classifier's accuracy, FID/KID
+  with the real floor, train on synthetic / test on real (`genlab-xray-judge`).
 """

@@ -1,4 +1,4 @@
-"""The X-ray generator's settings and choices: plain data, no TensorFlow, so the program can
+"""The X-ray lab's settings and choices: plain data, no TensorFlow, so the program can
 define its flags from them at once."""
 
 import dataclasses
@@ -21,3 +21,21 @@ class XrayConfig:
     num_shards: int = 1
     shard_index: int = 0
     grid_images_per_class: int = 4
+
+
+# The judge's classifiers (xray.judge): a small CNN trained from scratch, or a frozen
+# keras.applications backbone with ImageNet weights under a new head.
+BACKBONES = ("small_cnn", "mobilenet_v3_small", "efficientnet_v2_b0", "densenet121")
+
+
+@dataclasses.dataclass
+class JudgeConfig:
+    image_size: int = 128  # The classifier's input; every image is centre-cropped and resized to it.
+    backbone: str = "small_cnn"
+    backbone_weights: str = "imagenet"  # Or a local .weights.h5 file (offline machines).
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    holdout_fraction: float = 0.2  # Of each real class: the classifier's test split, and TSTR's.
+    tstr: bool = True
+    seed: int = 0
