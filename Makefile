@@ -1,8 +1,8 @@
 # Two commands for a fresh machine (Python 3.10+):
 #   make run        the MNIST lab: train the GAN and LeNet, generate, classify, sort, report
 #   make test       install the test dependencies and run the whole test suite
-#   make test-fast  the edit loop: everything but the tests marked slow (real Stable Diffusion
-#                   networks, the bridge's parity, the notebook, multi-process training)
+#   make test-fast  the edit loop: everything but the tests marked slow (training, real Stable Diffusion
+#                   networks, the bridge's parity, the notebook, several processes)
 # Offline machines: MNIST_NPZ=/path/to/mnist.npz make run
 
 PYTHON ?= python3

@@ -27,9 +27,10 @@ setup(
         "safetensors",  # diffusers checkpoints, read as NumPy: no PyTorch, no pickle.
     ],
     extras_require={
-        # The bridge's parity tests run diffusers' and transformers' own networks (PyTorch CPU);
+        # The bridge's parity tests run diffusers' and transformers' own networks (PyTorch CPU), and
+        # diffusers reads LoRA files through PEFT;
         # 2.13.0 is the CPU build these machines carry (a newer pin pulls GBs of CUDA wheels).
-        "test": ["pytest", "torch==2.13.0", "diffusers", "transformers", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "torch==2.13.0", "diffusers", "transformers", "peft", "nbclient", "nbformat", "ipykernel"],
     },
     entry_points={
         "console_scripts": [
@@ -40,6 +41,8 @@ setup(
             "genlab-xray=scripts.generate_xrays:run",
             "genlab-convert-diffusers=scripts.convert_diffusers:run",
             "genlab-xray-judge=scripts.judge_xrays:run",
+            "genlab-xray-finetune=scripts.finetune_xrays:run",
+            "genlab-export-diffusers=scripts.export_diffusers:run",
         ],
     },
 )

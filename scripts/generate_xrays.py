@@ -18,7 +18,8 @@ from absl import flags
 from genlab.errors import UserError
 from genlab.files import check_output_path
 from scripts.common_flags import positive, run_program
-from xray.config import PRECISIONS, TOKENIZER_ENV_VAR, WEIGHT_SOURCES, XrayConfig
+from scripts.xray_flags import define_weight_flags, parse_lora
+from xray.config import XrayConfig
 from xray.prompts import BUILTIN_PROMPTS, load_prompt_file
 
 _DEFAULTS = XrayConfig()
@@ -29,12 +30,9 @@ flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per U-Net call;
 flags.DEFINE_integer("steps", _DEFAULTS.steps, "Denoising steps per image.")
 flags.DEFINE_float("guidance_scale", _DEFAULTS.guidance_scale, "Classifier-free guidance: higher follows the prompt more closely; 1 turns it off.", lower_bound=1.0)
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Run seed; each image's seed derives from it, its prompt and its index.", lower_bound=0)
-flags.DEFINE_integer("image_size", 512, "Image height and width in pixels, a multiple of 128 (Stable Diffusion 1.x was trained at 512).")
 flags.DEFINE_string("negative_prompt", _DEFAULTS.negative_prompt, "What the images should not look like (a prompt file's entry wins; '' for none).")
-flags.DEFINE_enum("weights", "keras_cv", WEIGHT_SOURCES, "Weight source: KerasCV's download, a local folder, a diffusers checkpoint, or random (smoke tests).")
-flags.DEFINE_string("weights_path", "", "The folder for --weights=local or --weights=diffusers.")
-flags.DEFINE_string("tokenizer_path", os.environ.get(TOKENIZER_ENV_VAR, ""), f"CLIP's bpe_simple_vocab_16e6.txt.gz (default: ${TOKENIZER_ENV_VAR}, else KerasCV's download).")
-flags.DEFINE_enum("precision", "auto", PRECISIONS, "Compute precision. auto: mixed_bfloat16 on CPUs with bfloat16 instructions (AVX-512 BF16, AMX), where it is faster, else float32.")
+define_weight_flags()
+flags.DEFINE_multi_string("lora", [], "LoRA adapters to apply, FILE or FILE:SCALE (genlab-xray-finetune's lora.safetensors, or a diffusers LoRA file); repeat to stack.")
 flags.DEFINE_bool("jit_compile", False, "Compile the networks with XLA (slow first batch; faster steps on some machines).")
 flags.DEFINE_integer("num_shards", 1, "Split the images over this many independent jobs.")
 flags.DEFINE_integer("shard_index", 0, "Which shard this job makes, 0..num_shards-1.", lower_bound=0)
@@ -73,10 +71,11 @@ def main():
     from xray.generate import generate_dataset  # TensorFlow loads only now, once the cheap checks have passed.
     from xray.weights import load_stable_diffusion
 
+    loras = [parse_lora(value) for value in FLAGS.lora]
     texts = {config.negative_prompt} | {p.prompt for p in class_prompts} | {p.negative_prompt for p in class_prompts if p.negative_prompt}
     models = load_stable_diffusion(
         FLAGS.image_size, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path,
-        precision=FLAGS.precision, jit_compile=FLAGS.jit_compile, check_texts=sorted(texts),
+        precision=FLAGS.precision, jit_compile=FLAGS.jit_compile, check_texts=sorted(texts), loras=loras,
     )
     os.makedirs(out, exist_ok=True)
     result = generate_dataset(models, class_prompts, config, out)

@@ -12,7 +12,8 @@ import sys
 import keras
 from keras import layers, ops
 
-from xray.config import XrayConfig
+from xray.config import FinetuneConfig, XrayConfig
+from xray.finetune import finetune, training_examples
 from xray.generate import generate_dataset
 from xray.networks import MAX_PROMPT_TOKENS
 from xray.prompts import ClassPrompt
@@ -49,6 +50,13 @@ def decoder(image_size):
     return keras.Model(latent, layers.Conv2D(3, 3, padding="same", activation="tanh")(x), name="decoder")
 
 
+def image_encoder():
+    """The VAE encoder's stand-in: 8x8 pixels to one latent, as KerasCV's (output already scaled)."""
+    images = keras.Input((None, None, 3))
+    return keras.Model(images, layers.Conv2D(LATENT_CHANNELS, LATENT_DOWNSCALE, strides=LATENT_DOWNSCALE)(images),
+                       name="image_encoder")
+
+
 def standin_models(tokenizer, image_size=128, seed=0):
     """`StableDiffusionModels` with stand-in networks and CLIP's real tokenizer."""
     keras.utils.set_random_seed(seed)
@@ -57,13 +65,21 @@ def standin_models(tokenizer, image_size=128, seed=0):
                                  image_size=image_size, precision="float32", numerics="keras_cv")
 
 
+# Whole-U-Net fine-tuning of the stand-ins (LoRA needs KerasCV's own layers): the resume test's run.
+FINETUNE_KILL_CONFIG = FinetuneConfig(image_size=128, full_unet=True, max_steps=60, checkpoint_every=5, sample_every=0,
+                                      warmup_steps=5, learning_rate=1e-2, batch_size=2)
 KILL_TEST_PROMPTS = [ClassPrompt("chest", "Frontal chest X-ray"), ClassPrompt("knee", "Knee X-ray, lateral view", "color")]
 KILL_TEST_CONFIG = XrayConfig(images_per_prompt=30, batch_size=1, steps=2)
 
 
 if __name__ == "__main__":
-    # `python tests/standin_sd.py OUT BPE`: the dataset the resume test kills mid-run.
+    # `python tests/standin_sd.py generate OUT BPE`: the dataset the resume test kills mid-run;
+    # `python tests/standin_sd.py finetune OUT BPE DATA`: the fine-tuning run it kills.
     from xray.weights import load_tokenizer
 
-    output_dir, bpe_path = sys.argv[1:]
-    generate_dataset(standin_models(load_tokenizer(bpe_path)), KILL_TEST_PROMPTS, KILL_TEST_CONFIG, output_dir, verbose=False)
+    mode, output_dir, bpe_path, *data_dir = sys.argv[1:]
+    models = standin_models(load_tokenizer(bpe_path))
+    if mode == "generate":
+        generate_dataset(models, KILL_TEST_PROMPTS, KILL_TEST_CONFIG, output_dir, verbose=False)
+    else:
+        finetune(models, image_encoder(), training_examples(data_dir[0]), output_dir, FINETUNE_KILL_CONFIG, verbose=0)

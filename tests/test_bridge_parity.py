@@ -1,4 +1,4 @@
-"""KerasCV with converted weights equals diffusers: SD 1.x's real architectures, random weights.
+"""KerasCV with converted weights equals diffusers, both ways: SD 1.x's real architectures, random weights.
 
 diffusers' UNet2DConditionModel and AutoencoderKL and transformers' CLIPTextModel are built
 with Stable Diffusion 1.x's configuration, every parameter perturbed, saved as a diffusers
@@ -7,6 +7,10 @@ must be under 5e-5 of the output's largest magnitude: float32 has 6e-8 relative 
 and these networks sum thousands of products per output. With KerasCV's own numerics (tanh
 GELU, epsilon 1e-5) the U-Net misses it, which is why the bridge switches them. All in
 float32: the default precision, `auto`, is bfloat16 on CPUs with AVX-512 BF16.
+
+Exported back, the checkpoint comes back tensor for tensor and diffusers loads it; diffusers'
+own LoRA file (PEFT) runs in KerasCV's U-Net with diffusers' outputs, and saves back as the
+same file.
 
 Memory and time: each diffusers network is built, saved, run for its reference outputs and
 freed before the next; the conversion program runs before this process builds its one KerasCV
@@ -30,13 +34,16 @@ from xray.keras_cv_files import KERAS_CV_FILES
 from xray.networks import MAX_PROMPT_TOKENS, NETWORKS
 from xray.prompts import BUILTIN_PROMPTS, ClassPrompt
 from xray.sampler import NoiseSchedule, encode_texts, timestep_embedding, tokenize
-from xray.weights import load_stable_diffusion, load_tokenizer
+from xray.export import export_checkpoint
+from xray.lora import add_adapters, load_adapters_into, save_adapters
+from xray.weights import load_image_encoder, load_stable_diffusion, load_tokenizer
 
 pytestmark = pytest.mark.slow
 
 RELATIVE_TOLERANCE = 5e-5
 PROMPTS = [p.prompt for p in BUILTIN_PROMPTS] + ["", "color, text, watermark"]
 TIMESTEPS = (981, 500, 1)
+LORA_TIMESTEP = 500
 
 
 def assert_round_off(ours, reference):
@@ -62,12 +69,34 @@ def reference_outputs(name, network, token_ids):
         if name == "vae":  # KerasCV's decoder divides by the latent scale itself.
             latents = torch.tensor(decoder_latents().transpose(0, 3, 1, 2)) / 0.18215
             return network.decode(latents).sample.numpy().transpose(0, 2, 3, 1)
-        outputs = {}
-        for timestep in TIMESTEPS:
-            latent, context = unet_inputs(timestep)
-            sample = network(torch.tensor(latent.transpose(0, 3, 1, 2)), timestep, encoder_hidden_states=torch.tensor(context)).sample
-            outputs[timestep] = sample.numpy().transpose(0, 2, 3, 1)
-        return outputs
+        return {timestep: unet_output(network, timestep) for timestep in TIMESTEPS}
+
+
+def unet_output(network, timestep):
+    torch = import_peer("torch")
+    latent, context = unet_inputs(timestep)
+    with torch.no_grad():
+        sample = network(torch.tensor(latent.transpose(0, 3, 1, 2)), timestep, encoder_hidden_states=torch.tensor(context)).sample
+    return sample.numpy().transpose(0, 2, 3, 1)
+
+
+def diffusers_lora(network, path):
+    """Rank-4 PEFT adapters on diffusers' U-Net attention (random, as trained ones are not zero),
+    saved as diffusers saves LoRA files; returns the U-Net's output with them."""
+    torch = import_peer("torch")
+    peft = import_peer("peft")
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    network.add_adapter(peft.LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                        init_lora_weights=False))
+    with torch.no_grad():
+        for name, parameter in network.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(0.05)  # PEFT's random B would swamp the output; trained adapters are small.
+    save_file({f"unet.{k}": v.contiguous() for k, v in get_peft_model_state_dict(network).items()}, path, metadata={"format": "pt"})
+    return unet_output(network, LORA_TIMESTEP)
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +108,20 @@ def checkpoint(tmp_path_factory, clip_bpe_path):
     folder = tmp_path_factory.mktemp("sd1") / "checkpoint"
     token_ids = []
 
+    lora_path = str(folder.parent / "diffusers_lora.safetensors")
+
     def use_network(name, network):
         if name == "text_encoder":  # The tokenizer is written first: transformers' own reads it.
             tokenizer = transformers.CLIPTokenizer(str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt"))
             token_ids.extend(tokenizer(PROMPTS, padding="max_length", max_length=MAX_PROMPT_TOKENS).input_ids)
-        return reference_outputs(name, network, token_ids)
+        outputs = reference_outputs(name, network, token_ids)
+        if name == "unet":  # Saved without them: the adapters go on after the network is written.
+            outputs = (outputs, diffusers_lora(network, lora_path))
+        return outputs
 
     references = write_checkpoint(folder, clip_bpe_path, use_network)
-    yield folder, references, token_ids
+    references["unet"], references["unet_lora"] = references["unet"]
+    yield folder, references, token_ids, lora_path
     shutil.rmtree(folder)  # 4 GB of safetensors.
 
 
@@ -114,7 +149,8 @@ def converted(checkpoint, converted_folder):
 
 def test_converted_folder_holds_the_bridges_weights_and_settings(checkpoint, converted_folder, converted):
     assert sorted(p.name for p in converted_folder.iterdir()) == ["bpe_simple_vocab_16e6.txt.gz", "conversion.json",
-                                                                  "kcv_decoder.h5", "kcv_diffusion_model.h5", "kcv_encoder.h5"]
+                                                                  "kcv_decoder.h5", "kcv_diffusion_model.h5", "kcv_encoder.h5",
+                                                                  "vae_encoder.h5"]
     # Read back into the bridge's own networks after changing every weight: they come back bit for bit.
     for name in NETWORKS:
         network = getattr(converted, name)
@@ -157,3 +193,45 @@ def test_generates_from_the_checkpoint(converted, tmp_path):
     assert [r["file_name"] for r in rows] == ["chest/chest_0000.png", "chest/chest_0001.png"]
     assert rows[0]["weight_source"].startswith("diffusers (") and rows[0]["numerics"] == "diffusers"
     assert "leading spacing, offset 1 (PNDMScheduler schedule)" in rows[0]["sampler"]
+
+
+def test_export_gives_back_every_tensor_and_diffusers_loads_it(checkpoint, converted_folder, converted, tmp_path):
+    from safetensors import safe_open
+
+    torch = import_peer("torch")
+    diffusers = import_peer("diffusers")
+    encoder = load_image_encoder("local", str(converted_folder))  # The converted VAE encoder, read back.
+    exported = tmp_path / "exported"
+    export_checkpoint(converted, encoder, str(exported), source_checkpoint=str(checkpoint[0]))
+    for folder, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model")):
+        with safe_open(str(checkpoint[0] / folder / f"{stem}.safetensors"), "numpy") as original, \
+                safe_open(str(exported / folder / f"{stem}.safetensors"), "numpy") as ours:
+            assert sorted(ours.keys()) == sorted(original.keys()), folder
+            for name in original.keys():  # One tensor at a time: the U-Net's file is 3.4 GB.
+                assert np.array_equal(ours.get_tensor(name), original.get_tensor(name)), name
+    pipeline = diffusers.StableDiffusionPipeline.from_pretrained(str(exported), torch_dtype=torch.float16)
+    assert pipeline.unet.config.cross_attention_dim == 768 and pipeline.tokenizer("a chest X-ray").input_ids[0] == 49406
+    del pipeline
+
+
+def test_lora_equals_diffusers_peft_and_saves_as_diffusers_does(checkpoint, converted, tmp_path):
+    """Last: adapters change the shared U-Net. diffusers' LoRA file, loaded into KerasCV's U-Net, gives
+    diffusers' output; saved back, it is the same file, tensor for tensor, name for name."""
+    from safetensors import safe_open
+
+    lora_path = checkpoint[3]
+    adapters = add_adapters("diffusion_model", converted.diffusion_model, rank=4, groups=("attention",))
+    load_adapters_into(adapters, lora_path)
+    latent, context = unet_inputs(LORA_TIMESTEP)
+    ours = converted.diffusion_model(
+        {"latent": latent, "timestep_embedding": timestep_embedding(LORA_TIMESTEP, 2), "context": context})
+    reference = checkpoint[1]["unet_lora"]
+    assert np.abs(reference - checkpoint[1]["unet"][LORA_TIMESTEP]).max() > 100 * RELATIVE_TOLERANCE * np.abs(reference).max()
+    assert_round_off(ours, reference)
+    saved = str(tmp_path / "ours.safetensors")
+    save_adapters(saved, adapters, {"base_weights": "test"})
+    with safe_open(lora_path, "numpy") as theirs, safe_open(saved, "numpy") as mine:
+        assert sorted(mine.keys()) == sorted(theirs.keys()) and len(mine.keys()) == 2 * 128
+        for name in theirs.keys():
+            np.testing.assert_array_equal(mine.get_tensor(name), theirs.get_tensor(name))
+

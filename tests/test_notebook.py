@@ -29,6 +29,7 @@ XRAY_WEIGHTS = "random"
 XRAY_IMAGE_SIZE = 128
 XRAY_STEPS = 2
 XRAY_IMAGES_PER_PROMPT = 1
+FINETUNE_STEPS = 2
 JUDGE_EPOCHS = 1
 """
 
@@ -53,6 +54,8 @@ def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_pat
         summary = json.load(f)
     assert summary["generated"]["count"] == 100 and summary["conditional"]
     assert len(list(work.glob("xray/*/*.png"))) == 6  # One image for each built-in class.
+    assert len(list(work.glob("xray_adapted/*/*.png"))) == 6  # Again, with the adapters trained on REAL_XRAYS.
+    assert (work / "xray_lora_diffusers" / "pytorch_lora_weights.safetensors").is_file()
     with zipfile.ZipFile(tmp_path / "runs" / "colab.zip") as archive:
         assert "gan/generator.keras" in archive.namelist()
 
@@ -64,5 +67,6 @@ def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_pat
     assert "classes: ['chest_cardiomegaly'" in text  # The X-ray folder loads as a dataset.
     assert "FID real floor" in text  # Judged against the real folder.
     images = [output for output in outputs if "image/png" in output.get("data", {})]
-    # GAN grid, loss and D-output curves, LeNet's confusion matrix, 4 sorting figures, X-ray grid, 3 judge figures.
-    assert len(images) == 12
+    # GAN grid, loss and D-output curves, LeNet's confusion matrix, 4 sorting figures, X-ray grid,
+    # fine-tuning's loss curve and sample rows, the adapted set's grid, 3 judge figures.
+    assert len(images) == 15

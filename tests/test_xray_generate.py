@@ -114,7 +114,7 @@ def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(models, wh
 @pytest.mark.slow
 def test_a_run_killed_mid_write_resumes_to_what_an_uninterrupted_run_makes(models, tmp_path, clip_bpe_path):
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "standin_sd.py"), str(out), clip_bpe_path],
+    process = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "standin_sd.py"), "generate", str(out), clip_bpe_path],
                                env=program_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while len(list(out.glob("*/*.png"))) < 2 and process.poll() is None and time.time() < deadline:

@@ -14,6 +14,7 @@ from xray.config import JudgeConfig
 from xray.judge import judge_dataset
 
 SMALL = ["--image_size=32", "--epochs=12", "--batch_size=16"]
+TRAINS = pytest.mark.slow  # Trains the judge's classifier (twice with TSTR).
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,7 @@ def judged_copy(tmp_path_factory, real):
     return out, result.stdout
 
 
+@TRAINS
 def test_identical_sets_score_like_real_images(judged_copy, real):
     out, stdout = judged_copy
     assert sorted(os.listdir(out)) == ["classifier.json", "classifier.keras", "confusion_matrix.png", "convincing.png",
@@ -57,6 +59,7 @@ def test_identical_sets_score_like_real_images(judged_copy, real):
     assert "FID real floor" in stdout and "Train on synthetic, test on real" in stdout
 
 
+@TRAINS
 def test_images_filed_under_random_classes_score_at_chance(tmp_path, judged_copy, real):
     out, _ = judged_copy
     rng = np.random.default_rng(7)
@@ -67,6 +70,7 @@ def test_images_filed_under_random_classes_score_at_chance(tmp_path, judged_copy
     assert not os.path.exists(tmp_path / "out" / "classifier.keras")  # Reused, not retrained.
 
 
+@TRAINS
 def test_noise_is_far_above_the_real_floor(tmp_path, judged_copy, real):
     out, _ = judged_copy
     synthetic = make_noise_folder(tmp_path / "noise", per_class=40)

@@ -1,17 +1,20 @@
-"""Synthetic X-ray datasets with KerasCV's Stable Diffusion, and their judge.
+"""Synthetic X-ray datasets with KerasCV's Stable Diffusion: adapt it, generate, judge.
 
 Bottom to top (each module imports only those above it in this list):
 
-- `xray.networks`: KerasCV's three networks, built untrained.
+- `xray.networks`: KerasCV's networks (generation's three, and the VAE encoder), built untrained.
 - `xray.prompts`: the classes and their prompts (built-in, or a JSON/YAML file).
 - `xray.image_folder`: users' class-folder image sets (8/16-bit grayscale or RGB, PNG or JPEG).
-- `xray.config`: `XrayConfig`, `JudgeConfig` and the names of their choices (no TensorFlow).
+- `xray.config`: `XrayConfig`, `FinetuneConfig`, `JudgeConfig` and their choices (no TensorFlow).
 - `xray.sampler`: text encoding and our DDIM loop (per-image noise, batched guidance).
 - `xray.bridge`: reads a diffusers SD 1.x checkpoint and maps its tensors onto KerasCV's layers.
 - `xray.keras_cv_files`: KerasCV's weight files: names, writing, converting a checkpoint.
-- `xray.weights`: the four weight sources and `load_stable_diffusion`.
+- `xray.lora`: LoRA adapters on KerasCV's networks, saved in diffusers' PEFT layout; merging.
+- `xray.export`: KerasCV's weights back to a diffusers checkpoint folder.
+- `xray.weights`: the four weight sources, `load_stable_diffusion` (LoRA merged in) and the VAE encoder.
 - `xray.dataset`: the folder on disk: image plan, seeds, shards, PNG metadata, index, grid.
 - `xray.generate`: `generate_dataset`, the orchestrator `genlab-xray` calls.
+- `xray.finetune`: `finetune`, LoRA or whole-U-Net training on a user's images (`genlab-xray-finetune`).
 - `xray.judge`: `judge_dataset`, synthetic against real: a classifier's accuracy, FID/KID
   with the real floor, train on synthetic / test on real (`genlab-xray-judge`).
 """

@@ -46,6 +46,7 @@ COMPONENTS = {  # KerasCV network -> checkpoint sub-folder, its weight file's st
     "text_encoder": ("text_encoder", "model", ("embeddings.position_ids",)),  # A buffer, not a weight.
     "diffusion_model": ("unet", "diffusion_pytorch_model", ()),
     "decoder": ("vae", "diffusion_pytorch_model", ("encoder.", "quant_conv.")),  # The VAE's encoder half.
+    "image_encoder": ("vae", "diffusion_pytorch_model", ("decoder.", "post_quant_conv.")),  # Fine-tuning's.
 }
 _PICKLE_ENDINGS = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 # What Stable Diffusion 1.x's configs say; a checkpoint that differs is another architecture.
@@ -104,7 +105,7 @@ class DiffusersCheckpoint:
                                                    source=f"{self.path}/scheduler")
 
     def load_weights(self, network_name, network):
-        """Assigns the checkpoint's tensors to KerasCV's `network` ("text_encoder", "diffusion_model" or "decoder").
+        """Assigns the checkpoint's tensors to KerasCV's `network` (a name in COMPONENTS).
 
         Tensors are read one at a time (safetensors maps the file), so loading holds the network
         and a single tensor, not a second copy of the whole file.
@@ -169,28 +170,41 @@ def use_diffusers_numerics(network_name, network):
             layer.__class__ = _ErfGEGLU  # Same object and weights, exact GELU in `call`.
         elif isinstance(layer, SpatialTransformer):
             layer.norm.epsilon = 1e-6
-        elif isinstance(layer, keras.layers.GroupNormalization) and network_name == "decoder":
+        elif isinstance(layer, keras.layers.GroupNormalization) and network_name in ("decoder", "image_encoder"):
             layer.epsilon = 1e-6  # Every VAE group norm.
 
 
-# The weight mapping: (Keras variable, checkpoint tensor name, how to reshape) for each weight.
+# The weight mapping: (Keras variable, checkpoint tensor name, Layout) for each weight.
+
+class Layout:
+    """How one kind of weight is laid out on each side: to Keras from diffusers, and back."""
+
+    def __init__(self, to_keras, to_diffusers):
+        self.to_keras, self.to_diffusers = to_keras, to_diffusers
+
+
+SAME = Layout(lambda w: w, lambda w: w)  # Biases, norms, embeddings.
+LINEAR = Layout(np.transpose, np.transpose)  # (out, in) <-> (in, out).
+CONV = Layout(lambda w: w.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1))  # (out, in, kh, kw) <-> (kh, kw, in, out).
+LINEAR_AS_CONV = Layout(lambda w: w.T[None, None], lambda k: k[0, 0].T)  # diffusers' linear as Keras's 1x1 convolution.
+
 
 def _dense(layer, name):
-    return [(layer.kernel, f"{name}.weight", np.transpose)] + ([(layer.bias, f"{name}.bias", None)] if layer.use_bias else [])
+    return [(layer.kernel, f"{name}.weight", LINEAR)] + ([(layer.bias, f"{name}.bias", SAME)] if layer.use_bias else [])
 
 
 def _conv(layer, name):
     conv = layer.conv2d if isinstance(layer, PaddedConv2D) else layer
-    return [(conv.kernel, f"{name}.weight", lambda w: w.transpose(2, 3, 1, 0)), (conv.bias, f"{name}.bias", None)]
+    return [(conv.kernel, f"{name}.weight", CONV), (conv.bias, f"{name}.bias", SAME)]
 
 
 def _linear_as_conv(layer, name):
     """diffusers' VAE attention stores 1x1 convolutions as linear layers."""
-    return [(layer.conv2d.kernel, f"{name}.weight", lambda w: w.T[None, None]), (layer.conv2d.bias, f"{name}.bias", None)]
+    return [(layer.conv2d.kernel, f"{name}.weight", LINEAR_AS_CONV), (layer.conv2d.bias, f"{name}.bias", SAME)]
 
 
 def _norm(layer, name):
-    return [(layer.gamma, f"{name}.weight", None), (layer.beta, f"{name}.bias", None)]
+    return [(layer.gamma, f"{name}.weight", SAME), (layer.beta, f"{name}.bias", SAME)]
 
 
 def _unet_resnet(block, name):
@@ -273,6 +287,19 @@ def _decoder_pairs(model):
     return _walk(model, names, mappers)
 
 
+def _image_encoder_pairs(model):
+    names = ["encoder.conv_in"]
+    for block in range(4):
+        names += [f"encoder.down_blocks.{block}.resnets.{i}" for i in range(2)]
+        if block < 3:
+            names.append(f"encoder.down_blocks.{block}.downsamplers.0.conv")
+    names += ["encoder.mid_block.resnets.0", "encoder.mid_block.attentions.0", "encoder.mid_block.resnets.1",
+              "encoder.conv_norm_out", "encoder.conv_out", "quant_conv"]
+    mappers = {ResnetBlock: _vae_resnet, AttentionBlock: _vae_attention, PaddedConv2D: _conv,
+               keras.layers.GroupNormalization: _norm}
+    return _walk(model, names, mappers)
+
+
 def _clip_layer(layer, name):
     attention = layer.clip_attn
     return (_norm(layer.layer_norm1, f"{name}.layer_norm1")
@@ -284,13 +311,20 @@ def _clip_layer(layer, name):
 
 def _text_encoder_pairs(model):
     names = ["embeddings"] + [f"encoder.layers.{i}" for i in range(12)] + ["final_layer_norm"]
-    embeddings = lambda layer, name: [(layer.token_embedding.embeddings, f"{name}.token_embedding.weight", None),  # noqa: E731
-                                      (layer.position_embedding.embeddings, f"{name}.position_embedding.weight", None)]
+    embeddings = lambda layer, name: [(layer.token_embedding.embeddings, f"{name}.token_embedding.weight", SAME),  # noqa: E731
+                                      (layer.position_embedding.embeddings, f"{name}.position_embedding.weight", SAME)]
     mappers = {CLIPEmbedding: embeddings, CLIPEncoderLayer: _clip_layer, keras.layers.LayerNormalization: _norm}
     return _walk(model, names, mappers)
 
 
-_MAPPINGS = {"text_encoder": _text_encoder_pairs, "diffusion_model": _diffusion_model_pairs, "decoder": _decoder_pairs}
+_MAPPINGS = {"text_encoder": _text_encoder_pairs, "diffusion_model": _diffusion_model_pairs, "decoder": _decoder_pairs,
+             "image_encoder": _image_encoder_pairs}
+
+
+def weight_pairs(network_name, network):
+    """(Keras variable, diffusers tensor name, diffusers-to-Keras layout change) for every weight
+    of one of KerasCV's networks: the mapping that loading, LoRA and export share."""
+    return _MAPPINGS[network_name](network)
 
 
 def _walk(model, names, mappers):
@@ -328,7 +362,7 @@ def _assign(pairs, tensors, path, unused_prefixes):
     """Checks every tensor's presence and shape before assigning any, so a wrong checkpoint
     leaves the network as it was; then assigns them one by one."""
     found = []
-    for variable, name, reshape in pairs:
+    for variable, name, layout in pairs:
         if name not in tensors.names:
             old = next((name.replace(new, old) for new, old in _OLD_VAE_NAMES.items() if new in name), None)
             if old is None or old not in tensors.names:
@@ -336,13 +370,12 @@ def _assign(pairs, tensors, path, unused_prefixes):
             name = old
         shape = tensors.shape(name)
         placeholder = np.broadcast_to(np.float32(0), shape)  # The layout change's shape, without reading the tensor.
-        if (reshape(placeholder) if reshape is not None else placeholder).shape != tuple(variable.shape):
+        if layout.to_keras(placeholder).shape != tuple(variable.shape):
             raise UserError(f"{path}: tensor {name!r} has shape {shape}, KerasCV needs {tuple(variable.shape)} (after layout change)")
-        found.append((variable, name, reshape))
+        found.append((variable, name, layout))
     used = {name for _, name, _ in pairs} | {name.replace(new, old) for _, name, _ in pairs for new, old in _OLD_VAE_NAMES.items()}
     unused = sorted(name for name in set(tensors.names) - used if not name.startswith(unused_prefixes))
     if unused:
         raise UserError(f"{path} has {len(unused)} tensor(s) KerasCV's network has no place for, e.g. {unused[0]!r}: not Stable Diffusion 1.x")
-    for variable, name, reshape in found:
-        value = tensors.get(name)
-        variable.assign(reshape(value) if reshape is not None else value)
+    for variable, name, layout in found:
+        variable.assign(layout.to_keras(tensors.get(name)))

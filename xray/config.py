@@ -39,3 +39,28 @@ class JudgeConfig:
     holdout_fraction: float = 0.2  # Of each real class: the classifier's test split, and TSTR's.
     tstr: bool = True
     seed: int = 0
+
+
+# What fine-tuning trains (xray.finetune): LoRA on these groups of projections, or the whole U-Net.
+LORA_GROUPS = ("attention", "feed_forward")
+DEFAULT_CAPTION_TEMPLATE = "X-ray radiograph, {class_name}"  # For class folders without a prompt file.
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    image_size: int = 512  # Training and sample size, a multiple of 128; images are centre-cropped to it.
+    lora_rank: int = 4
+    lora_feed_forward: bool = False  # Adapters on the feed-forward layers too, not just attention.
+    lora_text_encoder: bool = False  # Adapters on the text encoder's attention as well.
+    full_unet: bool = False  # Train every U-Net weight instead of adapters (needs the memory).
+    learning_rate: float = 1e-4
+    warmup_steps: int = 50
+    max_steps: int = 1000  # Optimizer updates.
+    batch_size: int = 1
+    gradient_accumulation: int = 1  # Batches summed per update: a larger batch in the same memory.
+    caption_dropout: float = 0.1  # Share of captions replaced by "", so guidance keeps working.
+    cache_latents: bool = True  # Encode each image once, not at every step.
+    checkpoint_every: int = 100  # Updates between checkpoints (resume points) and loss-curve updates.
+    sample_every: int = 100  # Updates between sample grids; 0 for none.
+    sample_steps: int = 20  # DDIM steps of each sample image.
+    seed: int = 0

@@ -1,6 +1,7 @@
 """KerasCV's Stable Diffusion weight files: their names, and writing them.
 
     FOLDER/kcv_encoder.h5, kcv_diffusion_model.h5, kcv_decoder.h5   KerasCV's own layout
+    FOLDER/vae_encoder.h5                                            the VAE's encoder (fine-tuning only)
     FOLDER/bpe_simple_vocab_16e6.txt.gz                              a converted checkpoint's tokenizer
     FOLDER/conversion.json                                           its schedule and numerics
 
@@ -15,7 +16,7 @@ import h5py
 
 from genlab.files import atomic_path, check_output_path, read_json, write_bytes, write_json
 from xray.bridge import open_checkpoint
-from xray.networks import NETWORKS, build_network
+from xray.networks import IMAGE_ENCODER, NETWORKS, build_network
 
 # KerasCV 0.9.0's file names and pinned hashes (its constructors hold them inline).
 KERAS_CV_FILES = {
@@ -23,6 +24,8 @@ KERAS_CV_FILES = {
     "diffusion_model": ("kcv_diffusion_model.h5", "8799ff9763de13d7f30a683d653018e114ed24a6a819667da4f5ee10f9e805fe"),
     "decoder": ("kcv_decoder.h5", "ad350a65cc8bc4a80c8103367e039a3329b4231c2469a1093869a345f55b1962"),
 }
+# The VAE's encoder; KerasCV's text encoder has the confusing name kcv_encoder.h5 above.
+IMAGE_ENCODER_FILE = ("vae_encoder.h5", "c60fb220a40d090e0f86a6ab4c312d113e115c87c40ff75d11ffcf380aab7ebb")
 TOKENIZER_FILE = "bpe_simple_vocab_16e6.txt.gz"  # CLIP's BPE merges, the file KerasCV's tokenizer reads.
 CONVERSION_FILE = "conversion.json"  # Beside converted weights: the checkpoint's schedule and numerics.
 
@@ -40,10 +43,17 @@ def save_keras_cv_weights(model, path):
             legacy_h5_format.save_weights_to_hdf5_group(f, model)
 
 
+def save_tokenizer(tokenizer, path):
+    """Writes a KerasCV CLIP tokenizer back as the gzipped BPE merges file it reads."""
+    merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.get)
+    text = "#version: 0.2\n" + "\n".join(" ".join(pair) for pair in merges) + "\n"
+    write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+
+
 def convert_checkpoint(path, output_dir):
     """Writes a checkpoint as KerasCV weight files that `--weights=local` loads without the bridge.
 
-    Beside the three `kcv_*.h5` files go the checkpoint's tokenizer (as the gzipped BPE file
+    Beside the three `kcv_*.h5` files (and the VAE encoder's, for fine-tuning) go the checkpoint's tokenizer (as the gzipped BPE file
     KerasCV reads) and `conversion.json` (its scheduler config), so the converted folder
     samples exactly as the checkpoint does.
     """
@@ -51,10 +61,11 @@ def convert_checkpoint(path, output_dir):
     checkpoint = open_checkpoint(path)
     checkpoint.tokenizer()  # Checked before the long part.
     os.makedirs(output_dir, exist_ok=True)
-    for name in NETWORKS:
+    files = dict(KERAS_CV_FILES, **{IMAGE_ENCODER: IMAGE_ENCODER_FILE})
+    for name in (*NETWORKS, IMAGE_ENCODER):
         network = build_network(name, image_size=128, precision="float32")  # Weights do not depend on image size.
         checkpoint.load_weights(name, network)
-        save_keras_cv_weights(network, os.path.join(output_dir, KERAS_CV_FILES[name][0]))
+        save_keras_cv_weights(network, os.path.join(output_dir, files[name][0]))
         del network  # One network in memory at a time.
     with open(os.path.join(path, "tokenizer", "merges.txt"), "rb") as f:
         write_bytes(os.path.join(output_dir, TOKENIZER_FILE), gzip.compress(f.read()))

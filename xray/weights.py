@@ -21,8 +21,10 @@ from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 from genlab.errors import UserError
 from xray.bridge import open_checkpoint, use_diffusers_numerics
 from xray.config import PRECISIONS, TOKENIZER_ENV_VAR, WEIGHT_SOURCES
-from xray.keras_cv_files import KERAS_CV_FILES, TOKENIZER_FILE, read_conversion
-from xray.networks import NETWORKS, build_network
+from xray.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE, read_conversion
+from xray.lora import describe as describe_lora
+from xray.lora import merge_adapters, read_adapters
+from xray.networks import IMAGE_ENCODER, NETWORKS, build_network
 from xray.sampler import NoiseSchedule, tokenize
 
 
@@ -58,11 +60,12 @@ class StableDiffusionModels:
 
 
 def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", tokenizer_path="",
-                          precision="auto", jit_compile=False, check_texts=()):
+                          precision="auto", jit_compile=False, check_texts=(), loras=()):
     """Builds KerasCV's Stable Diffusion v1 networks at `image_size` pixels with weights from `weights`.
 
-    Files are found (or downloaded) and `check_texts` tokenized first, so a bad source or
-    an over-long prompt fails in seconds, before the networks are built.
+    `loras` are (LoRA file, scale) pairs, merged into the weights once loaded. Files are found
+    (or downloaded), LoRA files read and `check_texts` tokenized first, so a bad source or an
+    over-long prompt fails in seconds, before the networks are built.
     """
     if image_size <= 0 or image_size % 128:
         raise UserError(f"--image_size={image_size} is not a positive multiple of 128 (the U-Net halves it 3 times, the VAE 3 times more); try 256 or 512")
@@ -91,6 +94,9 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
 
     for text in check_texts:
         tokenize(tokenizer, text)
+    for path, scale in loras:
+        read_adapters(path)
+        weight_source += " + " + describe_lora(path, scale)
     networks = {}
     for name in NETWORKS:  # Built and loaded one by one, so a wrong first file fails fast.
         network = networks[name] = build_network(name, image_size, precision)
@@ -100,8 +106,33 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
             _load_keras_cv_file(network, files[name])
         if numerics == "diffusers":
             use_diffusers_numerics(name, network)
+    for path, scale in loras:
+        merge_adapters(networks, path, scale)
+    for network in networks.values():
         network.compile(jit_compile=jit_compile)
     return StableDiffusionModels(tokenizer, *networks.values(), weight_source, schedule, image_size, precision, numerics)
+
+
+def load_image_encoder(weights="keras_cv", weights_path="", precision="float32"):
+    """KerasCV's VAE encoder (images to latents, for fine-tuning) from the same four sources."""
+    network = build_network(IMAGE_ENCODER, image_size=None, precision=resolve_precision(precision))
+    name, file_hash = IMAGE_ENCODER_FILE
+    if weights == "diffusers":
+        open_checkpoint(weights_path).load_weights(IMAGE_ENCODER, network)
+        use_diffusers_numerics(IMAGE_ENCODER, network)
+    elif weights == "keras_cv":
+        _load_keras_cv_file(network, _download(_HF + name, name, file_hash))
+    elif weights == "local":
+        path = os.path.join(weights_path, name)
+        if not os.path.isfile(path):
+            raise UserError(f"--weights_path={weights_path!r} lacks {name}, the VAE encoder fine-tuning needs; copy KerasCV's "
+                            "file there, or convert a diffusers checkpoint again with genlab-convert-diffusers")
+        _load_keras_cv_file(network, path)
+        if (read_conversion(weights_path) or {}).get("numerics") == "diffusers":
+            use_diffusers_numerics(IMAGE_ENCODER, network)
+    elif weights != "random":
+        raise UserError(f"--weights={weights!r} is not one of {', '.join(WEIGHT_SOURCES)}")
+    return network
 
 
 def resolve_precision(precision, cpuinfo_path="/proc/cpuinfo"):

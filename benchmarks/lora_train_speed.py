@@ -1,0 +1,147 @@
+"""LoRA fine-tuning on this CPU: the project's training step against diffusers + PEFT, same run.
+
+  python benchmarks/lora_train_speed.py                                   # 256 and 512 px, float32
+  python benchmarks/lora_train_speed.py --sizes=512 --precisions=float32,bfloat16
+
+Each row runs in a process of its own, so its peak memory (resident set, as the kernel counts
+it) is its own. A row builds the U-Net with random weights, puts rank-`--rank` adapters on its
+attention projections (q, k, v, out), and times `--steps` training steps at batch 1 after one
+untimed step (graph tracing, allocation): noisy latents in, MSE on the noise, gradients for the
+adapters only, one AdamW update. Latents and text states are random, as with cached latents:
+what is timed is the U-Net's forward and backward pass and the update.
+
+- project: `xray.finetune.DiffusionFineTuner` on KerasCV's U-Net with Keras's `enable_lora`,
+  `mixed_bfloat16` for bfloat16.
+- diffusers: `UNet2DConditionModel` with SD 1.x's config, `add_adapter(LoraConfig(...))` as
+  diffusers' `train_text_to_image_lora.py` does (base frozen, adapters float32), and
+  `torch.autocast(bfloat16)` for bfloat16. PyTorch gets as many threads as TensorFlow uses.
+
+The headline is the ratio of seconds per step at matched precision; peak memory follows.
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
+flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
+flags.DEFINE_list("modes", ["project", "diffusers"], "Which trainers to time.")
+flags.DEFINE_integer("steps", 3, "Timed training steps per row.", lower_bound=1)
+flags.DEFINE_integer("rank", 4, "LoRA rank.")
+flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
+FLAGS = flags.FLAGS
+
+
+def threads():
+    import tensorflow as tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
+def project_row(size, precision, steps, rank):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from xray.config import FinetuneConfig
+    from xray.finetune import DiffusionFineTuner
+    from xray.lora import add_adapters
+    from xray.networks import build_network
+    from xray.sampler import timestep_embedding
+
+    unet = build_network("diffusion_model", size, "mixed_bfloat16" if precision == "bfloat16" else "float32")
+    for variable in unet.weights:
+        variable.trainable = False
+    add_adapters("diffusion_model", unet, rank, ("attention",))
+    model = DiffusionFineTuner(unet)
+    model.compile(optimizer=keras.optimizers.AdamW(FinetuneConfig().learning_rate))
+    rng = np.random.default_rng(0)
+    side = size // 8
+    batch = {"x": rng.standard_normal((1, side, side, 4), dtype=np.float32),
+             "signal": np.float32([0.7]), "noise_level": np.float32([0.7]),
+             "timestep_embedding": timestep_embedding(500, 1),
+             "noise": rng.standard_normal((1, side, side, 4), dtype=np.float32),
+             "context": rng.standard_normal((1, 77, 768), dtype=np.float32)}
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    marks = []
+    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_: marks.append(time.perf_counter()))
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, callbacks=[timer], verbose=0)
+    return [b - a for a, b in zip([start] + marks[:-1], marks)][1:]
+
+
+def diffusers_row(size, precision, steps, rank):
+    import torch
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+
+    from xray.export import UNET_CONFIG
+
+    torch.set_num_threads(threads())
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    unet.requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    parameters = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-4)
+    side = size // 8
+    latents, noise = torch.randn(1, 4, side, side), torch.randn(1, 4, side, side)
+    context, timestep = torch.randn(1, 77, 768), torch.tensor([500])
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            predicted = unet(0.7 * latents + 0.7 * noise, timestep, encoder_hidden_states=context).sample
+        loss = torch.nn.functional.mse_loss(predicted.float(), noise)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def run_row(row):
+    measure = project_row if row["mode"] == "project" else diffusers_row
+    times = measure(row["size"], row["precision"], row["steps"], row["rank"])
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print("RESULT " + json.dumps(dict(row, seconds_per_step=statistics.median(times), peak_gib=peak_gib, threads=threads())))
+
+
+def main(argv):
+    del argv
+    if FLAGS.row:
+        run_row(json.loads(FLAGS.row))
+        return
+    from machine import describe_machine
+
+    print(describe_machine())
+    results = {}
+    for size in map(int, FLAGS.sizes):
+        for precision in FLAGS.precisions:
+            for mode in FLAGS.modes:
+                row = {"mode": mode, "size": size, "precision": precision, "steps": FLAGS.steps, "rank": FLAGS.rank}
+                done = subprocess.run([sys.executable, __file__, f"--row={json.dumps(row)}"], capture_output=True, text=True)
+                lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+                if not lines:
+                    print(f"{mode} {size} px {precision}: failed\n{done.stderr[-2000:]}")
+                    continue
+                result = results[(size, precision, mode)] = json.loads(lines[0][7:])
+                print(f"{mode:9s} {size} px {precision:8s} {result['seconds_per_step']:7.2f} s/step  "
+                      f"peak {result['peak_gib']:5.1f} GiB  ({result['threads']} threads)", flush=True)
+    for size in map(int, FLAGS.sizes):
+        for precision in FLAGS.precisions:
+            ours, theirs = results.get((size, precision, "project")), results.get((size, precision, "diffusers"))
+            if ours and theirs:
+                print(f"{size} px {precision}: project / diffusers = {ours['seconds_per_step'] / theirs['seconds_per_step']:.2f}x "
+                      f"time per step, {ours['peak_gib'] / theirs['peak_gib']:.2f}x peak memory")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,107 @@
+"""Adapts Stable Diffusion to your own X-rays: LoRA adapters (or the whole U-Net) trained with
+Stable Diffusion's own objective, then used by genlab-xray --lora and by diffusers.
+
+  genlab-xray-finetune --data_dir=data/chest_xray/train --output_dir=runs/xray_lora
+  genlab-xray-finetune --data_dir=DIR --prompt_file=prompts.yaml --max_steps=2000 --lora_feed_forward
+  genlab-xray --lora=runs/xray_lora/lora.safetensors --prompt_file=prompts.yaml      # generate with it
+
+DATA_DIR holds one sub-folder of PNG/JPEG images per class (captioned by --prompt_file or
+--caption_template), or a metadata.csv with file_name and a text/caption/prompt column
+(Hugging Face ImageFolder's layout, and genlab-xray's). Writes lora.safetensors (diffusers'
+LoRA layout: StableDiffusionPipeline.load_lora_weights reads it), loss_curve.png,
+samples_progress.png, history.csv, tensorboard/ and a resume checkpoint into OUTPUT_DIR;
+run the same command again to resume. --merge also writes full KerasCV weight files.
+"""
+
+import gc
+import os
+
+from absl import flags
+
+from genlab.errors import UserError
+from genlab.files import check_output_path
+from genlab.runtime import STRATEGIES
+from scripts.common_flags import positive, run_program
+from scripts.xray_flags import define_weight_flags
+from xray.config import DEFAULT_CAPTION_TEMPLATE, FinetuneConfig
+
+_DEFAULTS = FinetuneConfig()
+flags.DEFINE_string("data_dir", None, "Your X-rays: one sub-folder per class, or a folder with metadata.csv (file_name + text/caption/prompt).", required=True)
+flags.DEFINE_string("output_dir", "runs/xray_lora", "Where the adapters, curves, samples and checkpoints go (run again to resume).")
+flags.DEFINE_string("prompt_file", "", "Captions per class folder: the JSON/YAML prompt file genlab-xray reads (class -> prompt).")
+flags.DEFINE_string("caption_template", DEFAULT_CAPTION_TEMPLATE, "Caption of each class folder's images without --prompt_file; {class_name} is the folder's name.")
+define_weight_flags()
+flags.DEFINE_integer("lora_rank", _DEFAULTS.lora_rank, "Rank of each adapter: higher learns more, in more memory.")
+flags.DEFINE_bool("lora_feed_forward", _DEFAULTS.lora_feed_forward, "Adapters on the U-Net's feed-forward layers too, not only on attention (q, k, v, out).")
+flags.DEFINE_bool("lora_text_encoder", _DEFAULTS.lora_text_encoder, "Adapters on the text encoder's attention too.")
+flags.DEFINE_bool("full_unet", _DEFAULTS.full_unet, "Train every U-Net weight instead of adapters (several times the memory).")
+flags.DEFINE_string("init_lora", "", "Start from these adapters (same rank and targets) instead of fresh ones.")
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Peak learning rate (AdamW), reached after --warmup_steps, then cosine decay.", lower_bound=0.0)
+flags.DEFINE_integer("warmup_steps", _DEFAULTS.warmup_steps, "Updates of linear warm-up.", lower_bound=0)
+flags.DEFINE_integer("max_steps", _DEFAULTS.max_steps, "Optimizer updates in all (a multiple of --checkpoint_every).")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per batch.")
+flags.DEFINE_integer("gradient_accumulation", _DEFAULTS.gradient_accumulation, "Batches summed into each update: a larger effective batch in the same memory.")
+flags.DEFINE_float("caption_dropout", _DEFAULTS.caption_dropout, "Share of captions replaced by '' so classifier-free guidance keeps working.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_bool("cache_latents", _DEFAULTS.cache_latents, "Encode each image with the VAE once, not at every step.")
+flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Updates between resume points, weight files and curve updates.")
+flags.DEFINE_integer("sample_every", _DEFAULTS.sample_every, "Updates between sample rows (fixed prompts and seeds); 0 for none.", lower_bound=0)
+flags.DEFINE_integer("sample_steps", _DEFAULTS.sample_steps, "DDIM steps of each sample image.")
+flags.DEFINE_bool("merge", False, "Also write the adapters merged into full KerasCV weight files, OUTPUT_DIR/merged, for --weights=local.")
+flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy, as genlab-train-gan's.")
+flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu.")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed for the adapters' start, data order, timesteps and noise.", lower_bound=0)
+for _name in ("lora_rank", "max_steps", "batch_size", "gradient_accumulation", "checkpoint_every", "sample_steps"):
+    positive(_name)
+FLAGS = flags.FLAGS
+
+
+def main():
+    check_output_path(FLAGS.output_dir, "--output_dir")
+    if FLAGS.full_unet and (FLAGS.lora_text_encoder or FLAGS.init_lora):
+        raise UserError("--full_unet trains the U-Net itself: leave out --lora_text_encoder and --init_lora")
+    from xray.prompts import load_prompt_file
+
+    prompts = {p.class_name: p.prompt for p in load_prompt_file(FLAGS.prompt_file)} if FLAGS.prompt_file else None
+    from xray.finetune import read_training_images, training_examples
+
+    examples = training_examples(FLAGS.data_dir, FLAGS.caption_template, prompts)
+    print(f"Reading {len(examples)} images at {FLAGS.image_size} px")
+    images = read_training_images(examples, FLAGS.image_size)  # Every file checked before any network is built.
+    config = FinetuneConfig(
+        image_size=FLAGS.image_size, lora_rank=FLAGS.lora_rank, lora_feed_forward=FLAGS.lora_feed_forward,
+        lora_text_encoder=FLAGS.lora_text_encoder, full_unet=FLAGS.full_unet, learning_rate=FLAGS.learning_rate,
+        warmup_steps=FLAGS.warmup_steps, max_steps=FLAGS.max_steps, batch_size=FLAGS.batch_size,
+        gradient_accumulation=FLAGS.gradient_accumulation, caption_dropout=FLAGS.caption_dropout,
+        cache_latents=FLAGS.cache_latents, checkpoint_every=FLAGS.checkpoint_every, sample_every=FLAGS.sample_every,
+        sample_steps=FLAGS.sample_steps, seed=FLAGS.seed,
+    )
+    from genlab.distribute import make_strategy
+    from xray.finetune import finetune, write_merged
+    from xray.weights import load_image_encoder, load_stable_diffusion
+
+    import keras
+
+    keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.
+    strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
+    with strategy.scope():
+        models = load_stable_diffusion(FLAGS.image_size, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path,
+                                       precision=FLAGS.precision, check_texts=sorted({e.caption for e in examples}))
+        image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path, FLAGS.precision)
+        result = finetune(models, image_encoder, examples, FLAGS.output_dir, config, init_lora=FLAGS.init_lora, images=images)
+    print(f"{result.steps} updates done ({result.seconds:.0f} s this run). Loss on the fixed probe batches: "
+          f"{result.first_probe_loss:.4f} before training, {result.last_probe_loss:.4f} now. {result.weights_file}")
+    if FLAGS.merge:
+        del models, image_encoder  # The merged networks are built afresh: free the training ones first.
+        gc.collect()
+        merged = write_merged(os.path.join(FLAGS.output_dir, "merged"), result.weights_file, FLAGS.image_size,
+                              FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path)
+        print(f"Merged KerasCV weight files: genlab-xray --weights=local --weights_path={merged}")
+    print(f"Loss curve, sample rows and history in {os.path.abspath(FLAGS.output_dir)}")
+
+
+def run():
+    run_program(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,152 @@
+"""Fine-tuning Stable Diffusion on a user's images: data layouts, the objective, resume, NaN, bad input.
+
+The training loop does not depend on what the networks know: it runs here on the stand-in
+networks (whole-U-Net mode, since LoRA needs KerasCV's own layers). LoRA on KerasCV's real
+networks, the program end to end and generation with the adapters are in
+test_xray_lora_real.py.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genlab.errors import UserError
+from genlab.files import read_csv, write_csv
+from image_folders import make_shapes_folder
+from programs import program_env, run_program
+from standin_sd import FINETUNE_KILL_CONFIG, image_encoder, standin_models
+from xray.config import FinetuneConfig
+from xray.finetune import UpdatePlan, finetune, read_training_images, training_examples
+
+TRAINS = pytest.mark.slow  # Trains (stand-in networks, but TensorFlow's graphs still take seconds to trace).
+SMALL = FinetuneConfig(image_size=128, full_unet=True, max_steps=20, checkpoint_every=5, sample_every=10, sample_steps=2,
+                       warmup_steps=2, learning_rate=1e-2, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_shapes_folder(tmp_path_factory.mktemp("shapes"), per_class=4, size=64)
+
+
+def test_class_folders_are_captioned_by_template_or_prompts(shapes):
+    examples = training_examples(shapes, "a radiograph of a {class_name}")
+    assert len(examples) == 12 and examples[0].caption == "a radiograph of a circle"
+    prompts = {"circle": "round", "square": "boxy", "triangle": "pointy"}
+    assert {e.caption for e in training_examples(shapes, class_prompts=prompts)} == {"round", "boxy", "pointy"}
+    with pytest.raises(UserError, match="class folder 'triangle' has no prompt"):
+        training_examples(shapes, class_prompts={"circle": "round", "square": "boxy"})
+
+
+def test_metadata_csv_captions_and_missing_ones(tmp_path, shapes):
+    folder = tmp_path / "imagefolder"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("L", (40, 30), 128).save(folder / name)
+    write_csv(folder / "metadata.csv", [{"file_name": "a.png", "text": "chest, PA view"}, {"file_name": "b.png", "text": "knee"}])
+    assert [e.caption for e in training_examples(str(folder))] == ["chest, PA view", "knee"]
+    write_csv(folder / "metadata.csv", [{"file_name": "a.png", "text": "chest"}, {"file_name": "b.png", "text": " "}])
+    with pytest.raises(UserError, match="line 3: b.png has no caption"):
+        training_examples(str(folder))
+
+
+def test_16_bit_and_rgb_files_are_read_but_not_mixed(tmp_path):
+    folder = tmp_path / "mixed" / "chest"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.full((50, 70), 3000, dtype=np.uint16)).save(folder / "a16.png")
+    examples = training_examples(str(tmp_path / "mixed"))
+    assert read_training_images(examples, 32).shape == (1, 32, 32, 3)
+    Image.new("RGB", (50, 50), (10, 200, 30)).save(folder / "b_rgb.jpg")
+    with pytest.raises(UserError, match="b_rgb.jpg is colour but .*a16.png is grayscale: mixed channel counts"):
+        read_training_images(training_examples(str(tmp_path / "mixed")), 32)
+
+
+def test_every_batch_is_a_function_of_the_seed_and_its_number(shapes, clip_tokenizer):
+    examples = training_examples(shapes)
+    x = np.arange(len(examples), dtype=np.float32)[:, None, None, None] * np.ones((1, 16, 16, 4), np.float32)
+    captions = list(dict.fromkeys(e.caption for e in examples)) + [""]
+    ids = np.array([captions.index(e.caption) for e in examples])
+    contexts = np.random.default_rng(0).normal(size=(len(captions), 77, 8)).astype(np.float32)
+    plan = UpdatePlan(x, ids, captions, standin_models(clip_tokenizer).schedule, SMALL, contexts=contexts)
+    first, again = plan.batch(7), plan.batch(7)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first["noise"], plan.batch(8)["noise"])
+    seen = np.concatenate([plan.batch(n)["x"][:, 0, 0, 0] for n in range(6)])  # 6 batches of 2 = one pass over 12.
+    assert sorted(seen) == list(range(12))
+
+
+@TRAINS
+def test_training_lowers_the_loss_and_writes_its_outputs(tmp_path, shapes, clip_tokenizer):
+    result = finetune(standin_models(clip_tokenizer), image_encoder(), training_examples(shapes), str(tmp_path), SMALL, verbose=0)
+    assert result.steps == 20 and result.last_probe_loss < 0.8 * result.first_probe_loss
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints", "config.json", "history.csv", "loss_curve.png", "probe_loss.csv",
+                                            "samples", "samples_progress.png", "tensorboard", "unet.weights.h5"]
+    assert sorted(os.listdir(tmp_path / "samples")) == ["step_000000.png", "step_000010.png", "step_000020.png"]
+    assert [int(r["step"]) for r in read_csv(tmp_path / "probe_loss.csv")] == [0, 5, 10, 15, 20]
+    assert len(read_csv(tmp_path / "history.csv")) == 20
+
+
+@TRAINS
+def test_gradient_accumulation_counts_updates_not_batches(tmp_path, shapes, clip_tokenizer):
+    config = FinetuneConfig(**{**SMALL.__dict__, "max_steps": 5, "sample_every": 0, "gradient_accumulation": 2})
+    result = finetune(standin_models(clip_tokenizer), image_encoder(), training_examples(shapes), str(tmp_path), config, verbose=0)
+    assert result.steps == 5 and len(read_csv(tmp_path / "history.csv")) == 10
+
+
+@TRAINS
+def test_a_killed_run_resumes_to_where_an_uninterrupted_run_ends(tmp_path, shapes, clip_bpe_path, clip_tokenizer):
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "standin_sd.py"), "finetune",
+                                str(killed), clip_bpe_path, shapes], env=program_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(killed.glob("checkpoints/step_000010.npz")) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(read_csv(killed / "history.csv"))
+    assert 10 <= done < 60, "the kill should land mid-run"
+
+    examples = training_examples(shapes)
+    resumed = finetune(standin_models(clip_tokenizer), image_encoder(), examples, str(killed), FINETUNE_KILL_CONFIG, verbose=0)
+    uninterrupted = finetune(standin_models(clip_tokenizer), image_encoder(), examples, str(tmp_path / "whole"),
+                             FINETUNE_KILL_CONFIG, verbose=0)
+    assert resumed.steps == uninterrupted.steps == 60
+    trained = [standin_models(clip_tokenizer).diffusion_model for _ in range(2)]
+    trained[0].load_weights(resumed.weights_file)
+    trained[1].load_weights(uninterrupted.weights_file)
+    for a, b in zip(trained[0].weights, trained[1].weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert read_csv(killed / "probe_loss.csv") == read_csv(tmp_path / "whole" / "probe_loss.csv")
+
+
+@TRAINS
+def test_a_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, shapes, clip_tokenizer):
+    examples = training_examples(shapes)
+    good = FinetuneConfig(**{**SMALL.__dict__, "max_steps": 5, "sample_every": 0})
+    finetune(standin_models(clip_tokenizer), image_encoder(), examples, str(tmp_path), good, verbose=0)
+    weights = (tmp_path / "unet.weights.h5").read_bytes()
+    diverging = FinetuneConfig(**{**good.__dict__, "max_steps": 20, "learning_rate": 1e30})
+    with pytest.raises(UserError, match="NaN or infinite.*last good checkpoint .5 updates.*lower --learning_rate"):
+        finetune(standin_models(clip_tokenizer), image_encoder(), examples, str(tmp_path), diverging, verbose=0)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_000005.npz"]
+    assert (tmp_path / "unet.weights.h5").read_bytes() == weights
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: root.mkdir(), "has no class sub-folders"),
+    (lambda root: (root / "chest").mkdir(parents=True), "holds no PNG or JPEG images"),
+    (lambda root: [(root / "chest").mkdir(parents=True), (root / "chest" / "x.png").write_bytes(b"broken")],
+     "x.png is not a readable PNG or JPEG image"),
+])
+def test_bad_data_gets_one_line_and_leaves_nothing(tmp_path, make, message):
+    data, out = tmp_path / "data", tmp_path / "out"
+    make(data)
+    result = run_program("scripts.finetune_xrays", [f"--data_dir={data}", f"--output_dir={out}", "--weights=random",
+                                                     "--image_size=128", "--max_steps=2", "--checkpoint_every=1"])
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()

@@ -1,0 +1,134 @@
+"""LoRA on KerasCV's real Stable Diffusion networks (random weights), and the X-ray lab's loop end
+to end: adapt (genlab-xray-finetune), generate with the adapters (genlab-xray --lora), judge."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from genlab.errors import UserError
+from genlab.files import read_csv
+from image_folders import make_noise_folder, make_shapes_folder
+from programs import run_program
+from xray.lora import add_adapters, load_adapters_into, merge_adapters, read_adapters, save_adapters
+from xray.networks import MAX_PROMPT_TOKENS, build_network
+
+pytestmark = pytest.mark.slow  # KerasCV's real networks.
+
+
+def text_encoder(seed=0):
+    keras.utils.set_random_seed(seed)  # The same seed, the same random base weights.
+    return build_network("text_encoder", 128, "float32")
+
+
+def encode(network, seed=1):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 49408, (2, MAX_PROMPT_TOKENS)).astype("int32")
+    positions = np.tile(np.arange(MAX_PROMPT_TOKENS, dtype="int32"), (2, 1))
+    return np.asarray(network({"tokens": tokens, "positions": positions}))  # Eager: nothing kept after the test.
+
+
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory):
+    """A real text encoder with rank-4 adapters, B made non-zero (trained adapters are), saved as a file."""
+    network = text_encoder()
+    adapters = add_adapters("text_encoder", network, rank=4, groups=("attention",))
+    rng = np.random.default_rng(2)
+    for layer in adapters.values():
+        layer.lora_kernel_b.assign(rng.normal(scale=0.05, size=layer.lora_kernel_b.shape))
+    path = str(tmp_path_factory.mktemp("lora") / "te.safetensors")
+    save_adapters(path, adapters, {"base_weights": "random"})
+    return network, adapters, path
+
+
+def test_adapters_are_saved_in_diffusers_peft_layout(adapted):
+    _, adapters, path = adapted
+    assert len(adapters) == 12 * 4  # q, k, v and out of each of CLIP's 12 layers.
+    values, record = read_adapters(path)
+    module = "text_encoder.text_model.encoder.layers.0.self_attn.q_proj"
+    assert set(values) == set(adapters) and module in values
+    a, b = values[module]
+    assert a.shape == (4, 768) and b.shape == (768, 4)  # PEFT's lora_A (r, in) and lora_B (out, r).
+    np.testing.assert_array_equal(b, np.asarray(adapters[module].lora_kernel_b).T)
+    assert record["rank"] == 4 and record["architecture"] == "stable-diffusion-1.x"
+
+
+def test_merged_adapters_compute_what_unmerged_ones_do(adapted):
+    network, _, path = adapted
+    with_lora = encode(network)
+    merged = text_encoder()
+    base = encode(merged)
+    merge_adapters({"text_encoder": merged}, path)
+    assert np.abs(with_lora - base).max() > 1e-2  # The adapters change the output ...
+    np.testing.assert_allclose(encode(merged), with_lora, atol=2e-5)  # ... and merging keeps exactly that change.
+
+
+def test_only_adapter_weights_are_trainable(adapted):
+    network, adapters, _ = adapted
+    for variable in network.weights:
+        if "lora_kernel" not in variable.path:
+            variable.trainable = False  # What finetune() does.
+    expected = {id(v) for layer in adapters.values() for v in (layer.lora_kernel_a, layer.lora_kernel_b)}
+    assert {id(v) for v in network.trainable_variables} == expected
+
+
+def test_files_for_another_architecture_or_rank_are_refused(tmp_path, adapted):
+    from safetensors.numpy import save_file
+
+    network, adapters, path = adapted
+    foreign = str(tmp_path / "sdxl.safetensors")
+    save_file({"unet.add_embedding.linear_1.lora_A.weight": np.zeros((4, 2816), "float32"),
+               "unet.add_embedding.linear_1.lora_B.weight": np.zeros((1280, 4), "float32")}, foreign)
+    with pytest.raises(UserError, match="not in KerasCV's SD 1.x networks: the adapters were made for another architecture"):
+        merge_adapters({"text_encoder": text_encoder()}, foreign)
+    uneven = str(tmp_path / "uneven.safetensors")
+    save_file({"text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((8, 768), "float32"),
+               "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight": np.zeros((768, 4), "float32")}, uneven)
+    with pytest.raises(UserError, match="do not pair up"):
+        read_adapters(uneven)
+    other_rank = {module: layer for module, layer in add_adapters("text_encoder", text_encoder(), rank=8).items()}
+    with pytest.raises(UserError, match="has rank 4 adapters on 48 modules; this run trains rank 8"):
+        load_adapters_into(other_rank, path)
+
+
+def test_adapt_generate_judge(tmp_path, clip_bpe_path):
+    # Trains KerasCV's real U-Net, then builds the networks again to generate: two programs, as a user runs them.
+    data = make_shapes_folder(tmp_path / "xrays", per_class=2, size=128, classes=("chest_pa", "knee"))
+    adapted = tmp_path / "adapted"
+    result = run_program("scripts.finetune_xrays", [
+        f"--data_dir={data}", f"--output_dir={adapted}", "--weights=random", f"--tokenizer_path={clip_bpe_path}",
+        "--image_size=128", "--max_steps=8", "--checkpoint_every=4", "--sample_every=8", "--sample_steps=2",
+        "--warmup_steps=0", "--learning_rate=5e-3", "--caption_dropout=0"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    probe = [float(row["probe_loss"]) for row in read_csv(adapted / "probe_loss.csv")]
+    assert len(probe) == 3 and probe[-1] < 0.85 * probe[0], probe  # Learning, on fixed batches.
+    adapters, record = read_adapters(str(adapted / "lora.safetensors"))
+    assert len(adapters) == 16 * 2 * 4  # q, k, v, out of both attentions in the U-Net's 16 transformer blocks.
+    assert "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q" in adapters and record["steps"] == 8
+    with np.load(adapted / "checkpoints" / "step_000008.npz") as checkpoint:  # What the optimizer could change:
+        trainable = [checkpoint[k].shape for k in checkpoint.files if k.startswith("trainable_")]
+    assert len(trainable) == 2 * len(adapters) and all(4 in shape for shape in trainable)  # the adapters, nothing else.
+    assert sorted(os.listdir(adapted / "samples")) == ["step_000000.png", "step_000008.png"]
+
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("- class: Chest PA\n  prompt: X-ray radiograph, chest pa\n  count: 2\n"
+                       "- class: knee\n  prompt: X-ray radiograph, knee\n  count: 2\n")
+    out = tmp_path / "data"
+    real = make_noise_folder(tmp_path / "real", per_class=3, classes=("chest_pa", "knee"))
+    result = run_program("scripts.generate_xrays", [
+        "--weights=random", "--image_size=128", "--steps=2", "--batch_size=2", f"--prompt_file={prompts}",
+        f"--output_dir={out}", f"--tokenizer_path={clip_bpe_path}", f"--lora={adapted / 'lora.safetensors'}:0.8", f"--real={real}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "RANDOM WEIGHTS" in result.stdout and "Made 4 images" in result.stdout
+    assert sorted(os.listdir(out)) == ["chest_pa", "knee", "metadata.csv", "sample_grid.png"]
+    rows = read_csv(out / "metadata.csv")
+    files = sorted(str(p.relative_to(out)) for p in out.glob("*/*"))
+    assert [row["file_name"] for row in rows] == files == [
+        "chest_pa/chest_pa_0000.png", "chest_pa/chest_pa_0001.png", "knee/knee_0000.png", "knee/knee_0001.png"]
+    assert all(row["weight_source"].startswith("random (UNTRAINED") and "LoRA lora.safetensors (sha256 " in row["weight_source"]
+               and row["weight_source"].endswith("x 0.8") for row in rows)
+    judged = json.loads((tmp_path / "data_judge" / "summary.json").read_text())
+    assert judged["synthetic"]["count"] == 4 and judged["classes"] == ["chest_pa", "knee"]
+    assert "FID real floor" in result.stdout

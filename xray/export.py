@@ -1,0 +1,159 @@
+"""KerasCV's Stable Diffusion back to diffusers: a checkpoint folder anyone with diffusers can load.
+
+    OUT/model_index.json
+    OUT/unet/{config.json, diffusion_pytorch_model.safetensors}
+    OUT/vae/{config.json, diffusion_pytorch_model.safetensors}     encoder and decoder
+    OUT/text_encoder/{config.json, model.safetensors}
+    OUT/tokenizer/{vocab.json, merges.txt, special_tokens_map.json, tokenizer_config.json}
+    OUT/scheduler/scheduler_config.json
+
+`StableDiffusionPipeline.from_pretrained(OUT)` reads it, and it can be pushed to the Hugging
+Face Hub as it is. Every tensor is the bridge's mapping run backwards (`xray.bridge.weight_pairs`),
+so a diffusers checkpoint converted to KerasCV and exported again comes back tensor for
+tensor. Exported from a diffusers checkpoint, the folder keeps that checkpoint's configs,
+tokenizer and scheduler; otherwise it gets Stable Diffusion 1.x's.
+
+Tensors are written one at a time (the safetensors layout is simple enough to stream), so
+exporting holds the networks and one tensor, not a second copy of the U-Net.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+from genlab.files import atomic_path, check_output_path, write_json, write_text
+from xray.bridge import COMPONENTS, open_checkpoint, weight_pairs
+from xray.lora import read_adapters
+
+# Stable Diffusion 1.x's configs, as diffusers and transformers write them (keys left out take
+# the libraries' defaults, which are SD 1.x's).
+UNET_CONFIG = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, cross_attention_dim=768, attention_head_dim=8,
+    block_out_channels=[320, 640, 1280, 1280],
+    down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+    up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+)
+VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512, scaling_factor=0.18215,
+    block_out_channels=[128, 256, 512, 512],
+    down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+)
+TEXT_CONFIG = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                   num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
+# SD 1.x's scheduler_config.json (PNDM, "leading" spacing with offset 1).
+SCHEDULER_CONFIG = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                        skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
+_MODEL_INDEX = {
+    "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"],
+    "safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False,
+}
+_TOKENIZER_CONFIG = {"model_max_length": 77, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+                     "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "do_lower_case": True,
+                     "tokenizer_class": "CLIPTokenizer"}
+_BYTES, _NUMPY = {"F32": 4, "I64": 8}, {"F32": "<f4", "I64": "<i8"}
+TEXT_PREFIX = "text_model."  # transformers 4's CLIPTextModel layout, which most Hub checkpoints have.
+
+
+def network_tensors(network_name, network, prefix=""):
+    """(diffusers name, shape, dtype, function giving the array) for every weight of a network."""
+    items = []
+    for variable, name, layout in weight_pairs(network_name, network):
+        shape = layout.to_diffusers(np.broadcast_to(np.float32(0), tuple(variable.shape))).shape
+        items.append((prefix + name, shape, "F32", lambda v=variable, l=layout: l.to_diffusers(np.asarray(v, dtype=np.float32))))
+    return items
+
+
+def write_safetensors(path, items, metadata=None):
+    """Writes (name, shape, dtype, producer) tensors as a safetensors file, producing one tensor at a time.
+
+    The layout: an 8-byte little-endian header length, a JSON header (dtype, shape, byte
+    offsets per tensor, padded to 8 bytes), then the tensors' bytes back to back.
+    """
+    items = sorted(items, key=lambda item: item[0])
+    header, offset = {"__metadata__": dict(metadata or {"format": "pt"})}, 0
+    for name, shape, dtype, _ in items:
+        size = int(np.prod(shape, dtype=np.int64)) * _BYTES[dtype]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(len(encoded).to_bytes(8, "little"))
+            f.write(encoded)
+            for name, shape, dtype, produce in items:
+                array = produce()
+                if tuple(array.shape) != tuple(shape):
+                    raise RuntimeError(f"{name}: produced {array.shape}, announced {shape}")
+                f.write(np.ascontiguousarray(array, dtype=_NUMPY[dtype]).tobytes())
+
+
+def export_checkpoint(models, image_encoder, out_dir, source_checkpoint=""):
+    """Writes `models` (xray.weights.StableDiffusionModels, any weight source) and the VAE's
+    `image_encoder` as a diffusers folder; see the module docstring.
+
+    `source_checkpoint`, the diffusers folder the weights came from, lends its configs,
+    tokenizer, scheduler and text-encoder naming.
+    """
+    check_output_path(out_dir, "--output_dir")
+    source = open_checkpoint(source_checkpoint) if source_checkpoint else None
+    text_prefix, text_extras = TEXT_PREFIX, []
+    if source:
+        from safetensors import safe_open
+
+        with safe_open(source.weight_files["text_encoder"], framework="numpy") as handle:
+            names = list(handle.keys())
+        text_prefix = TEXT_PREFIX if any(n.startswith(TEXT_PREFIX) for n in names) else ""
+        if f"{text_prefix}embeddings.position_ids" in names:  # A buffer transformers 4 saved: kept for the round trip.
+            text_extras = [(f"{text_prefix}embeddings.position_ids", (1, 77), "I64", lambda: np.arange(77, dtype=np.int64)[None])]
+    os.makedirs(out_dir, exist_ok=True)
+    files = {
+        "unet": network_tensors("diffusion_model", models.diffusion_model),
+        "vae": network_tensors("decoder", models.decoder) + network_tensors("image_encoder", image_encoder),
+        "text_encoder": network_tensors("text_encoder", models.text_encoder, text_prefix) + text_extras,
+    }
+    configs = {"unet": UNET_CONFIG, "vae": VAE_CONFIG, "text_encoder": dict(TEXT_CONFIG, architectures=["CLIPTextModel"],
+                                                                           model_type="clip_text_model")}
+    for folder, items in files.items():
+        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+        stem = next(stem for sub, stem, _ in COMPONENTS.values() if sub == folder)
+        write_safetensors(os.path.join(out_dir, folder, f"{stem}.safetensors"), items)
+        config = source.configs[folder] if source else configs[folder]
+        write_json(os.path.join(out_dir, folder, "config.json"), config)
+    _write_tokenizer(models.tokenizer, os.path.join(out_dir, "tokenizer"), source)
+    scheduler = source.read_config("scheduler", "scheduler_config.json") if source else dict(SCHEDULER_CONFIG, _class_name="PNDMScheduler")
+    os.makedirs(os.path.join(out_dir, "scheduler"), exist_ok=True)
+    write_json(os.path.join(out_dir, "scheduler", "scheduler_config.json"), scheduler)
+    write_json(os.path.join(out_dir, "model_index.json"), dict(_MODEL_INDEX, scheduler=["diffusers", scheduler.get("_class_name", "PNDMScheduler")]))
+    return out_dir
+
+
+def _write_tokenizer(tokenizer, folder, source):
+    os.makedirs(folder, exist_ok=True)
+    if source:
+        for name in sorted(os.listdir(os.path.join(source.path, "tokenizer"))):
+            shutil.copyfile(os.path.join(source.path, "tokenizer", name), os.path.join(folder, name))
+        return
+    merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.get)
+    write_text(os.path.join(folder, "merges.txt"), "#version: 0.2\n" + "\n".join(" ".join(pair) for pair in merges) + "\n")
+    write_json(os.path.join(folder, "vocab.json"), tokenizer.encoder)
+    write_json(os.path.join(folder, "tokenizer_config.json"), _TOKENIZER_CONFIG)
+    write_json(os.path.join(folder, "special_tokens_map.json"),
+               {key: _TOKENIZER_CONFIG[key] for key in ("bos_token", "eos_token", "unk_token", "pad_token")})
+
+
+def export_lora(lora_path, out_dir):
+    """The adapters as diffusers names its LoRA file, `pytorch_lora_weights.safetensors`, so
+    `pipe.load_lora_weights(OUT)` finds it. Our adapter files are in that layout already."""
+    read_adapters(lora_path)  # A file that is not ours or not PEFT's layout is refused here.
+    check_output_path(out_dir, "--output_dir")
+    os.makedirs(out_dir, exist_ok=True)
+    target = os.path.join(out_dir, "pytorch_lora_weights.safetensors")
+    with atomic_path(target) as tmp:
+        shutil.copyfile(lora_path, tmp)
+    return target
+
