@@ -108,3 +108,12 @@ def test_a_converted_folder_brings_its_tokenizer_schedule_and_numerics(tmp_path,
     models = load_stable_diffusion(128, "local", str(tmp_path), precision="float32")  # No --tokenizer_path: the folder's.
     assert (models.numerics, models.schedule.source, models.schedule.steps_offset) == ("diffusers", "PNDMScheduler", 1)
     assert models.tokenizer.encode("x-ray") == load_tokenizer(clip_bpe_path).encode("x-ray")
+
+
+def test_a_tokenizer_saved_back_reads_the_same(tmp_path, clip_tokenizer):
+    from xray.keras_cv_files import save_tokenizer
+
+    save_tokenizer(clip_tokenizer, tmp_path / "bpe.txt.gz")
+    again = load_tokenizer(str(tmp_path / "bpe.txt.gz"))
+    assert again.encoder == clip_tokenizer.encoder and again.bpe_ranks == clip_tokenizer.bpe_ranks
+
