@@ -121,8 +121,12 @@ def save_matrix(path, matrix, xlabel, ylabel, title, labels=None):
     im = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(im, ax=ax)
     n_rows, n_cols = matrix.shape
-    ax.set_xticks(range(n_cols), labels, rotation=45 if labels else 0, ha="right" if labels else "center")
-    ax.set_yticks(range(n_rows), labels)
+    if labels is None:
+        ax.set_xticks(range(n_cols))
+        ax.set_yticks(range(n_rows))
+    else:
+        ax.set_xticks(range(n_cols), labels, rotation=45, ha="right")
+        ax.set_yticks(range(n_rows), labels)
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(n_rows):
         for j in range(n_cols):
