@@ -70,7 +70,7 @@ def project_row(size, precision, steps, rank):
              "context": rng.standard_normal((1, 77, 768), dtype=np.float32)}
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     marks = []
-    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_: marks.append(time.perf_counter()))
+    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs=None: marks.append(time.perf_counter()))
     start = time.perf_counter()
     model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, callbacks=[timer], verbose=0)
     return [b - a for a, b in zip([start] + marks[:-1], marks)][1:]

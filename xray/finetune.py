@@ -12,10 +12,12 @@ run resumed from a checkpoint makes exactly the updates an uninterrupted run mak
 
 `finetune(models, image_encoder, examples, out_dir, config)` writes into `out_dir`:
 
-    lora.safetensors        the adapters, in diffusers' PEFT layout (xray.lora); with
-                            --full_unet, unet.weights.h5 instead
+    lora.safetensors        the adapters, in diffusers' PEFT layout (xray.lora); when the
+                            whole U-Net trains, unet.weights.h5 instead
     config.json             what was trained, on what, from which weights
-    history.csv, loss_curve.png, tensorboard/
+    history.csv             the loss of every batch
+    probe_loss.csv          the loss on fixed probe batches at every checkpoint (from update 0)
+    loss_curve.png, tensorboard/
     samples/step_NNNNNN.png one image per fixed prompt and seed (a strip), from step 0 (before training)
     samples_progress.png    those rows stacked: the adaptation, step by step
     checkpoints/            the last resume point (trainable weights, optimizer, step)
@@ -340,7 +342,7 @@ def sample_prompts(examples):
     return list(dict.fromkeys(example.caption for example in examples))[:SAMPLE_PROMPTS]
 
 
-def finetune(models, image_encoder, examples, out_dir, config=None, init_lora="", base="", images=None, verbose=1):
+def finetune(models, image_encoder, examples, out_dir, config=None, init_lora="", images=None, verbose=1):
     """Fine-tunes `models` (xray.weights.StableDiffusionModels) on `examples`; see the module docstring.
 
     `images` are the examples' pixels from `read_training_images`, when the caller has read
@@ -402,7 +404,7 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
 
     os.makedirs(out_dir, exist_ok=True)
     weights_path = os.path.join(out_dir, FULL_UNET_FILE if config.full_unet else ADAPTERS_FILE)
-    record = {"base_weights": base or models.weight_source, "image_size": config.image_size, "trained_on": len(examples),
+    record = {"base_weights": models.weight_source, "image_size": config.image_size, "trained_on": len(examples),
               "targets": "full U-Net" if config.full_unet else
               ["attention"] + (["feed_forward"] if config.lora_feed_forward else []) + (["text_encoder"] if config.lora_text_encoder else [])}
     write_json(os.path.join(out_dir, "config.json"), dict(record, config=dataclasses.asdict(config), captions=captions[:-1]))
@@ -452,7 +454,7 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
                           probe_history[-1]["probe_loss"], weights_path)
 
 
-def write_merged(out_dir, weights_file, image_size, weights, weights_path="", tokenizer_path="", verbose=1):
+def write_merged(out_dir, weights_file, image_size, weights, weights_path="", tokenizer_path=""):
     """Writes the base weights with the fine-tuning merged in, as a `--weights=local` folder.
 
     Builds the networks afresh (free the training ones first): the base with the adapters
