@@ -11,6 +11,7 @@ from conftest import import_peer
 from genlab.errors import UserError
 from sd1_checkpoint import write_configs
 from xray import bridge
+from xray.export import network_tensors
 from xray.prompts import BUILTIN_PROMPTS
 from xray.sampler import NoiseSchedule, tokenize
 from xray.networks import MAX_PROMPT_TOKENS, build_network
@@ -54,10 +55,9 @@ def test_other_architectures_are_named(tmp_path, clip_bpe_path, overrides, messa
 def test_missing_or_misshapen_tensors_are_named(tmp_path, clip_bpe_path):
     encoder = build_network("text_encoder", 128, "float32")
     before = [w.numpy().copy() for w in encoder.weights]
-    # The text encoder's own weights under diffusers' names (the inverse of the mapping: transposes),
+    # The text encoder's own weights under diffusers' names (the export's inverse mapping),
     # C-contiguous as PyTorch saves them (safetensors writes an array's raw buffer).
-    tensors = {name: np.ascontiguousarray(np.transpose(v.numpy()) if reshape is np.transpose else v.numpy())
-               for v, name, reshape in bridge._MAPPINGS["text_encoder"](encoder)}
+    tensors = {name: np.ascontiguousarray(produce()) for name, _, _, produce in network_tensors("text_encoder", encoder)}
     write_configs(tmp_path, clip_bpe_path)
     cases = [
         ({k: v for k, v in tensors.items() if k != "encoder.layers.5.mlp.fc2.bias"}, "lacks tensor 'encoder.layers.5.mlp.fc2.bias'"),
