@@ -139,11 +139,10 @@ def save_matrix(path, matrix, xlabel, ylabel, title, labels=None):
 
 
 def save_table(path, columns, rows, title):
-    """A table of figures as an image (rows of strings or numbers; numbers shown to 3 significant digits)."""
-    cells = [[f"{v:.3g}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in row] for row in rows]
+    """A table as an image; `rows` are lists of strings, one per column."""
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(columns)), 0.4 * len(rows) + 1.2))
     ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=columns, loc="center", cellLoc="center")
+    table = ax.table(cellText=rows, colLabels=columns, loc="center", cellLoc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     table.scale(1.0, 1.3)

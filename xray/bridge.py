@@ -274,6 +274,10 @@ def _vae_attention(block, name):
             + _linear_as_conv(block.proj_out, f"{name}.to_out.0"))
 
 
+_VAE_MAPPERS = {ResnetBlock: _vae_resnet, AttentionBlock: _vae_attention, PaddedConv2D: _conv,
+                keras.layers.GroupNormalization: _norm}  # The VAE's encoder and decoder share their blocks.
+
+
 def _decoder_pairs(model):
     names = ["post_quant_conv", "decoder.conv_in", "decoder.mid_block.resnets.0",
              "decoder.mid_block.attentions.0", "decoder.mid_block.resnets.1"]
@@ -282,9 +286,7 @@ def _decoder_pairs(model):
         if block < 3:
             names.append(f"decoder.up_blocks.{block}.upsamplers.0.conv")
     names += ["decoder.conv_norm_out", "decoder.conv_out"]
-    mappers = {ResnetBlock: _vae_resnet, AttentionBlock: _vae_attention, PaddedConv2D: _conv,
-               keras.layers.GroupNormalization: _norm}
-    return _walk(model, names, mappers)
+    return _walk(model, names, _VAE_MAPPERS)
 
 
 def _image_encoder_pairs(model):
@@ -295,9 +297,7 @@ def _image_encoder_pairs(model):
             names.append(f"encoder.down_blocks.{block}.downsamplers.0.conv")
     names += ["encoder.mid_block.resnets.0", "encoder.mid_block.attentions.0", "encoder.mid_block.resnets.1",
               "encoder.conv_norm_out", "encoder.conv_out", "quant_conv"]
-    mappers = {ResnetBlock: _vae_resnet, AttentionBlock: _vae_attention, PaddedConv2D: _conv,
-               keras.layers.GroupNormalization: _norm}
-    return _walk(model, names, mappers)
+    return _walk(model, names, _VAE_MAPPERS)
 
 
 def _clip_layer(layer, name):

@@ -25,6 +25,7 @@ import numpy as np
 
 from genlab.files import atomic_path, check_output_path, write_json, write_text
 from xray.bridge import COMPONENTS, open_checkpoint, weight_pairs
+from xray.keras_cv_files import merges_text
 from xray.lora import read_adapters
 
 # Stable Diffusion 1.x's configs, as diffusers and transformers write them (keys left out take
@@ -138,8 +139,7 @@ def _write_tokenizer(tokenizer, folder, source):
         for name in sorted(os.listdir(os.path.join(source.path, "tokenizer"))):
             shutil.copyfile(os.path.join(source.path, "tokenizer", name), os.path.join(folder, name))
         return
-    merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.get)
-    write_text(os.path.join(folder, "merges.txt"), "#version: 0.2\n" + "\n".join(" ".join(pair) for pair in merges) + "\n")
+    write_text(os.path.join(folder, "merges.txt"), merges_text(tokenizer))
     write_json(os.path.join(folder, "vocab.json"), tokenizer.encoder)
     write_json(os.path.join(folder, "tokenizer_config.json"), _TOKENIZER_CONFIG)
     write_json(os.path.join(folder, "special_tokens_map.json"),

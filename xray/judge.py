@@ -306,7 +306,7 @@ def _write_figures(out_dir, summary, x_syn, y_syn, probabilities, real_x, real_y
 
 
 def metric_table(summary):
-    """(columns, rows): overall and per class, the figures with their real floors."""
+    """(columns, rows of strings): overall and per class, the figures with their real floors."""
     columns = ["class", "images", "accuracy", "confidence", "FID", "FID real floor", "KID", "KID real floor"]
     synthetic, distance = summary["synthetic"], summary["distances"]
     rows = []
@@ -317,14 +317,15 @@ def metric_table(summary):
         else:
             count = round(synthetic["intended_share"][name] * synthetic["count"])
             figures = [count, synthetic["accuracy_per_class"][name], synthetic["confidence_per_class"][name]]
-        rows.append([name, *figures, d.get("fid"), d.get("fid_real_floor"), d.get("kid"), d.get("kid_real_floor")])
+        figures += [d.get("fid"), d.get("fid_real_floor"), d.get("kid"), d.get("kid_real_floor")]
+        rows.append([name] + [f"{v:.3g}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in figures])
     return columns, rows
 
 
 def format_summary(summary):
     """The figures as a text table for the terminal."""
     columns, rows = metric_table(summary)
-    cells = [columns] + [[f"{v:.3g}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in row] for row in rows]
+    cells = [columns] + rows
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in cells]
     classifier = summary["classifier"]

@@ -43,11 +43,15 @@ def save_keras_cv_weights(model, path):
             legacy_h5_format.save_weights_to_hdf5_group(f, model)
 
 
+def merges_text(tokenizer):
+    """A KerasCV CLIP tokenizer's BPE merges in rank order, as CLIP's merges.txt holds them."""
+    merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.get)
+    return "#version: 0.2\n" + "\n".join(" ".join(pair) for pair in merges) + "\n"
+
+
 def save_tokenizer(tokenizer, path):
     """Writes a KerasCV CLIP tokenizer back as the gzipped BPE merges file it reads."""
-    merges = sorted(tokenizer.bpe_ranks, key=tokenizer.bpe_ranks.get)
-    text = "#version: 0.2\n" + "\n".join(" ".join(pair) for pair in merges) + "\n"
-    write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+    write_bytes(path, gzip.compress(merges_text(tokenizer).encode("utf-8"), mtime=0))
 
 
 def convert_checkpoint(path, output_dir):
