@@ -93,6 +93,7 @@ def main():
     if FLAGS.merge:
         del models, image_encoder  # The merged networks are built afresh: free the training ones first.
         gc.collect()
+        keras.utils.set_random_seed(FLAGS.seed)  # --weights=random: the same base the adapters were trained on.
         merged = write_merged(os.path.join(FLAGS.output_dir, "merged"), result.weights_file, FLAGS.image_size,
                               FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path)
         print(f"Merged KerasCV weight files: genlab-xray --weights=local --weights_path={merged}")

@@ -1,7 +1,8 @@
 """The X-ray lab's loop end to end, as a user runs it: adapt Stable Diffusion to a folder of images
-(genlab-xray-finetune, on KerasCV's real networks with random weights), generate with the adapters
-(genlab-xray --lora), and judge the result against real images (--real). In a module of its own:
-the programs' memory adds to whatever this process still holds."""
+(genlab-xray-finetune, on KerasCV's real networks with random weights) and merge the adapters into
+weight files (--merge), generate from those files with further adapters on top (genlab-xray
+--weights=local --lora), and judge the result against real images (--real). In a module of its
+own: the programs' memory adds to whatever this process still holds."""
 
 import json
 import os
@@ -9,10 +10,12 @@ import os
 import numpy as np
 import pytest
 
+from conftest import fingerprint
 from genlab.files import read_csv
 from image_folders import make_noise_folder, make_shapes_folder
 from programs import run_program
-from xray.lora import read_adapters
+from xray.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE
+from xray.lora import merge_adapters, read_adapters
 
 pytestmark = pytest.mark.slow  # Trains KerasCV's real U-Net, then builds the networks again to generate.
 
@@ -23,7 +26,7 @@ def test_adapt_generate_judge(tmp_path, clip_bpe_path):
     result = run_program("scripts.finetune_xrays", [
         f"--data_dir={data}", f"--output_dir={adapted}", "--weights=random", f"--tokenizer_path={clip_bpe_path}",
         "--image_size=128", "--max_steps=8", "--checkpoint_every=4", "--sample_every=8", "--sample_steps=2",
-        "--warmup_steps=0", "--learning_rate=5e-3", "--caption_dropout=0"])
+        "--warmup_steps=0", "--learning_rate=5e-3", "--caption_dropout=0", "--merge"])
     assert result.returncode == 0, result.stderr[-3000:]
     probe = [float(row["probe_loss"]) for row in read_csv(adapted / "probe_loss.csv")]
     assert len(probe) == 3 and probe[-1] < 0.85 * probe[0], probe  # Learning, on fixed batches.
@@ -34,6 +37,8 @@ def test_adapt_generate_judge(tmp_path, clip_bpe_path):
         trainable = [checkpoint[k].shape for k in checkpoint.files if k.startswith("trainable_")]
     assert len(trainable) == 2 * len(adapters) and all(4 in shape for shape in trainable)  # the adapters, nothing else.
     assert sorted(os.listdir(adapted / "samples")) == ["step_000000.png", "step_000008.png"]
+    merged = adapted / "merged"
+    assert sorted(os.listdir(merged)) == sorted([f for f, _ in KERAS_CV_FILES.values()] + [IMAGE_ENCODER_FILE[0], TOKENIZER_FILE])
 
     prompts = tmp_path / "prompts.yaml"
     prompts.write_text("- class: Chest PA\n  prompt: X-ray radiograph, chest pa\n  count: 2\n"
@@ -41,17 +46,37 @@ def test_adapt_generate_judge(tmp_path, clip_bpe_path):
     out = tmp_path / "data"
     real = make_noise_folder(tmp_path / "real", per_class=3, classes=("chest_pa", "knee"))
     result = run_program("scripts.generate_xrays", [
-        "--weights=random", "--image_size=128", "--steps=2", "--batch_size=2", f"--prompt_file={prompts}",
-        f"--output_dir={out}", f"--tokenizer_path={clip_bpe_path}", f"--lora={adapted / 'lora.safetensors'}:0.8", f"--real={real}"])
+        "--image_size=128", "--steps=2", "--batch_size=2", f"--prompt_file={prompts}",
+        f"--output_dir={out}", "--weights=local", f"--weights_path={merged}", f"--lora={adapted / 'lora.safetensors'}:0.8",
+        f"--real={real}"])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "RANDOM WEIGHTS" in result.stdout and "Made 4 images" in result.stdout
+    assert "Made 4 images" in result.stdout
     assert sorted(os.listdir(out)) == ["chest_pa", "knee", "metadata.csv", "sample_grid.png"]
     rows = read_csv(out / "metadata.csv")
     files = sorted(str(p.relative_to(out)) for p in out.glob("*/*"))
     assert [row["file_name"] for row in rows] == files == [
         "chest_pa/chest_pa_0000.png", "chest_pa/chest_pa_0001.png", "knee/knee_0000.png", "knee/knee_0001.png"]
-    assert all(row["weight_source"].startswith("random (UNTRAINED") and "LoRA lora.safetensors (sha256 " in row["weight_source"]
+    assert all(row["weight_source"].startswith(f"local ({merged})") and "LoRA lora.safetensors (sha256 " in row["weight_source"]
                and row["weight_source"].endswith("x 0.8") for row in rows)
     judged = json.loads((tmp_path / "data_judge" / "summary.json").read_text())
     assert judged["synthetic"]["count"] == 4 and judged["classes"] == ["chest_pa", "knee"]
     assert "FID real floor" in result.stdout
+    assert_merged_files_hold_base_plus_adapters(merged, adapted / "lora.safetensors")  # Last: no program beside it.
+
+
+def assert_merged_files_hold_base_plus_adapters(merged, lora_file):
+    """The merged U-Net file equals the program's random base (the same seed builds it again)
+    with the adapters added, bit for bit; the text encoder, which had none, equals the base."""
+    import keras
+
+    from xray.networks import build_network
+
+    keras.utils.set_random_seed(0)  # The program's --seed; it builds the text encoder first, then the U-Net.
+    base = {name: build_network(name, 128, "float32") for name in ("text_encoder", "diffusion_model")}
+    unmerged = fingerprint(base["diffusion_model"])
+    merge_adapters(base, str(lora_file))
+    expected = {name: fingerprint(network) for name, network in base.items()}
+    assert sum(a != b for a, b in zip(unmerged, expected["diffusion_model"])) == 16 * 2 * 4  # The adapted kernels moved.
+    for name, network in base.items():
+        network.load_weights(str(merged / KERAS_CV_FILES[name][0]))
+        assert fingerprint(network) == expected[name], name
