@@ -11,7 +11,10 @@ self-attention is quadratic in the (size/8)^2 latent pixels: 1,024 tokens at 256
 - training: forward and backward at batch 1, gradients for the input and every weight, as in a
   LoRA step's pass through the layer.
 
-- project: KerasCV's `CrossAttention` (matmul, softmax, matmul) in a `tf.function`;
+- project: KerasCV's `CrossAttention` (matmul, softmax, matmul) in a `tf.function`, as generation
+  runs it;
+- project_chunked: the same layer with `xray.attention` (query chunks, probabilities computed
+  again in the backward pass), as fine-tuning runs it;
 - diffusers: diffusers' `Attention` with its default processor, which calls PyTorch's fused
   `scaled_dot_product_attention`;
 - diffusers_unfused: the same layer with diffusers' classic `AttnProcessor` (matmul, softmax,
@@ -22,19 +25,17 @@ threads as TensorFlow uses; the median of `--repeats` calls after an untimed one
 """
 
 import json
-import os
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
 from absl import app, flags
 
+from machine import describe_machine, print_row_result, run_row_processes, tensorflow_threads
+
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
 flags.DEFINE_list("passes", ["inference", "training"], "inference (forward, batch 2) and/or training (forward and backward, batch 1).")
-flags.DEFINE_list("modes", ["project", "diffusers", "diffusers_unfused"], "Which layers to time.")
+flags.DEFINE_list("modes", ["project", "project_chunked", "diffusers", "diffusers_unfused"], "Which layers to time.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per row.", lower_bound=1)
 flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
 FLAGS = flags.FLAGS
@@ -42,21 +43,19 @@ FLAGS = flags.FLAGS
 CHANNELS, HEADS = 320, 8  # The U-Net's first level: 8 heads of 40.
 
 
-def threads():
-    import tensorflow as tf
-
-    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
-
-
-def project_row(tokens, batch, training, precision, repeats):
+def project_row(tokens, batch, training, precision, repeats, chunked):
     import keras
     import tensorflow as tf
     from keras_cv.src.models.stable_diffusion.diffusion_model import CrossAttention
 
+    from xray.attention import use_chunked_attention
+
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
-    layer = CrossAttention(HEADS, CHANNELS // HEADS)
+    inputs = keras.Input((tokens, CHANNELS))
+    layer = keras.Model(inputs, CrossAttention(HEADS, CHANNELS // HEADS)(inputs))
+    if chunked:
+        use_chunked_attention(layer)
     x = tf.Variable(tf.random.normal((batch, tokens, CHANNELS)))
-    layer(x)
 
     @tf.function
     def call():
@@ -71,7 +70,7 @@ def diffusers_row(tokens, batch, training, precision, repeats, fused):
     import torch
     from diffusers.models.attention_processor import Attention, AttnProcessor
 
-    torch.set_num_threads(threads())
+    torch.set_num_threads(tensorflow_threads())
     layer = Attention(CHANNELS, heads=HEADS, dim_head=CHANNELS // HEADS)
     if not fused:
         layer.set_processor(AttnProcessor())
@@ -99,12 +98,11 @@ def _time(call, repeats):
 def run_row(row):
     tokens, training = (row["size"] // 8) ** 2, row["pass"] == "training"
     batch = 1 if training else 2
-    if row["mode"] == "project":
-        times = project_row(tokens, batch, training, row["precision"], row["repeats"])
+    if row["mode"].startswith("project"):
+        times = project_row(tokens, batch, training, row["precision"], row["repeats"], chunked=row["mode"] == "project_chunked")
     else:
         times = diffusers_row(tokens, batch, training, row["precision"], row["repeats"], fused=row["mode"] == "diffusers")
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print("RESULT " + json.dumps(dict(row, tokens=tokens, seconds=statistics.median(times), peak_gib=peak_gib, threads=threads())))
+    print_row_result(row, tokens=tokens, seconds=statistics.median(times))
 
 
 def main(argv):
@@ -112,23 +110,14 @@ def main(argv):
     if FLAGS.row:
         run_row(json.loads(FLAGS.row))
         return
-    from machine import describe_machine
-
     print(describe_machine())
     results = {}
-    for size in map(int, FLAGS.sizes):
-        for precision in FLAGS.precisions:
-            for kind in FLAGS.passes:
-                for mode in FLAGS.modes:
-                    row = {"mode": mode, "size": size, "precision": precision, "pass": kind, "repeats": FLAGS.repeats}
-                    done = subprocess.run([sys.executable, __file__, f"--row={json.dumps(row)}"], capture_output=True, text=True)
-                    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-                    if not lines:
-                        print(f"{mode} {size} px {precision} {kind}: failed\n{done.stderr[-2000:]}")
-                        continue
-                    result = results[(size, precision, kind, mode)] = json.loads(lines[0][7:])
-                    print(f"{mode:17s} {size} px ({result['tokens']} tokens) {precision:8s} {kind:9s} "
-                          f"{result['seconds'] * 1000:8.1f} ms  peak {result['peak_gib']:5.2f} GiB  ({result['threads']} threads)", flush=True)
+    rows = [{"mode": mode, "size": size, "precision": precision, "pass": kind, "repeats": FLAGS.repeats}
+            for size in map(int, FLAGS.sizes) for precision in FLAGS.precisions for kind in FLAGS.passes for mode in FLAGS.modes]
+    for row, result in run_row_processes(__file__, rows):
+        results[(row["size"], row["precision"], row["pass"], row["mode"])] = result
+        print(f"{row['mode']:17s} {row['size']} px ({result['tokens']} tokens) {row['precision']:8s} {row['pass']:9s} "
+              f"{result['seconds'] * 1000:8.1f} ms  peak {result['peak_gib']:5.2f} GiB  ({result['threads']} threads)", flush=True)
     for (size, precision, kind, mode), result in results.items():
         peer = results.get((size, precision, kind, "diffusers"))
         if mode != "diffusers" and peer:

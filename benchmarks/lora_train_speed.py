@@ -20,14 +20,12 @@ The headline is the ratio of seconds per step at matched precision; peak memory 
 """
 
 import json
-import os
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
 from absl import app, flags
+
+from machine import describe_machine, print_row_result, run_row_processes, tensorflow_threads
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
@@ -36,12 +34,6 @@ flags.DEFINE_integer("steps", 3, "Timed training steps per row.", lower_bound=1)
 flags.DEFINE_integer("rank", 4, "LoRA rank.")
 flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
 FLAGS = flags.FLAGS
-
-
-def threads():
-    import tensorflow as tf
-
-    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
 
 
 def project_row(size, precision, steps, rank):
@@ -83,7 +75,7 @@ def diffusers_row(size, precision, steps, rank):
 
     from xray.export import UNET_CONFIG
 
-    torch.set_num_threads(threads())
+    torch.set_num_threads(tensorflow_threads())
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**UNET_CONFIG)
     unet.requires_grad_(False)
@@ -110,8 +102,7 @@ def diffusers_row(size, precision, steps, rank):
 def run_row(row):
     measure = project_row if row["mode"] == "project" else diffusers_row
     times = measure(row["size"], row["precision"], row["steps"], row["rank"])
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print("RESULT " + json.dumps(dict(row, seconds_per_step=statistics.median(times), peak_gib=peak_gib, threads=threads())))
+    print_row_result(row, seconds_per_step=statistics.median(times))
 
 
 def main(argv):
@@ -119,22 +110,14 @@ def main(argv):
     if FLAGS.row:
         run_row(json.loads(FLAGS.row))
         return
-    from machine import describe_machine
-
     print(describe_machine())
     results = {}
-    for size in map(int, FLAGS.sizes):
-        for precision in FLAGS.precisions:
-            for mode in FLAGS.modes:
-                row = {"mode": mode, "size": size, "precision": precision, "steps": FLAGS.steps, "rank": FLAGS.rank}
-                done = subprocess.run([sys.executable, __file__, f"--row={json.dumps(row)}"], capture_output=True, text=True)
-                lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-                if not lines:
-                    print(f"{mode} {size} px {precision}: failed\n{done.stderr[-2000:]}")
-                    continue
-                result = results[(size, precision, mode)] = json.loads(lines[0][7:])
-                print(f"{mode:9s} {size} px {precision:8s} {result['seconds_per_step']:7.2f} s/step  "
-                      f"peak {result['peak_gib']:5.1f} GiB  ({result['threads']} threads)", flush=True)
+    rows = [{"mode": mode, "size": size, "precision": precision, "steps": FLAGS.steps, "rank": FLAGS.rank}
+            for size in map(int, FLAGS.sizes) for precision in FLAGS.precisions for mode in FLAGS.modes]
+    for row, result in run_row_processes(__file__, rows):
+        results[(row["size"], row["precision"], row["mode"])] = result
+        print(f"{row['mode']:9s} {row['size']} px {row['precision']:8s} {result['seconds_per_step']:7.2f} s/step  "
+              f"peak {result['peak_gib']:5.1f} GiB  ({result['threads']} threads)", flush=True)
     for size in map(int, FLAGS.sizes):
         for precision in FLAGS.precisions:
             ours, theirs = results.get((size, precision, "project")), results.get((size, precision, "diffusers"))

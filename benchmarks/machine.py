@@ -1,8 +1,11 @@
 """What a benchmark ran on, printed with every figure so figures from different machines never mix."""
 
 import datetime
+import json
 import os
 import platform
+import subprocess
+import sys
 
 # The instruction sets that decide how fast oneDNN and PyTorch run on a CPU.
 _ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -25,3 +28,30 @@ def describe_machine():
 
     return (f"{datetime.date.today()}, {model}, {os.cpu_count()} cores, ISA: {isa}; "
             f"TensorFlow {tf.__version__}, intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
+
+
+def tensorflow_threads():
+    """TensorFlow's intra-op thread count (the CPU count by default): PyTorch peers get the same."""
+    import tensorflow as tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
+def print_row_result(row, **figures):
+    """A row's result, as `run_row_process` reads it back, with this process's peak resident memory."""
+    import resource
+
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print("RESULT " + json.dumps(dict(row, **figures, peak_gib=peak_gib, threads=tensorflow_threads())))
+
+
+def run_row_processes(script, rows):
+    """Runs `script --row=JSON` for each row in a process of its own, so its peak memory is its own;
+    yields (row, result) for each row that finished, after printing why any other failed."""
+    for row in rows:
+        done = subprocess.run([sys.executable, script, f"--row={json.dumps(row)}"], capture_output=True, text=True)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if lines:
+            yield row, json.loads(lines[0][len("RESULT "):])
+        else:
+            print(f"{row}: failed\n{done.stderr[-2000:]}")
