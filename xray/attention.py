@@ -2,10 +2,9 @@
 
 KerasCV's `CrossAttention` computes softmax(q k^T) v with whole matrices, and for the backward
 pass TensorFlow keeps softmax(q k^T): at 512 px that is (heads, 4096, 4096) floats in each of
-the five highest-resolution self-attentions, more memory than the rest of a LoRA step. Here
-queries go in chunks, each keeping only its softmax's log-normalizer, and the backward pass
-computes the chunk's probabilities again (as FlashAttention does): the same function to
-float32 round-off, in a fraction of the memory.
+the five highest-resolution self-attentions. Here queries go in chunks, each keeping only its
+softmax's log-normalizer, and the backward pass computes the chunk's probabilities again (as
+FlashAttention does): the same function to float32 round-off, without those matrices.
 """
 
 import types
