@@ -38,7 +38,7 @@ def tensorflow_threads():
 
 
 def print_row_result(row, **figures):
-    """A row's result, as `run_row_process` reads it back, with this process's peak resident memory."""
+    """A row's result, as `run_row_processes` reads it back, with this process's peak resident memory."""
     import resource
 
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

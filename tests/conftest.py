@@ -45,9 +45,14 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.module.__name__ == "test_bridge_parity")
 
 
+def array_digest(array):
+    """The sha256 of an array's bytes: equal digests mean equal values, bit for bit."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
 def fingerprint(network):
     """One digest per weight of a network: equal lists mean equal weights, bit for bit."""
-    return [hashlib.sha256(np.ascontiguousarray(w.numpy()).tobytes()).hexdigest() for w in network.weights]
+    return [array_digest(w.numpy()) for w in network.weights]
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -4,14 +4,13 @@ weight files (--merge), generate from those files with further adapters on top (
 --weights=local --lora), and judge the result against real images (--real). In a module of its
 own: the programs' memory adds to whatever this process still holds."""
 
-import hashlib
 import json
 import os
 
 import numpy as np
 import pytest
 
-from conftest import fingerprint
+from conftest import array_digest, fingerprint
 from genlab.files import read_csv
 from image_folders import make_noise_folder, make_shapes_folder
 from programs import run_program
@@ -90,6 +89,5 @@ def file_digests(path):
 
     digests = []
     with h5py.File(path, "r") as f:
-        f.visititems(lambda _, item: digests.append(hashlib.sha256(np.ascontiguousarray(item[()]).tobytes()).hexdigest())
-                     if isinstance(item, h5py.Dataset) else None)
+        f.visititems(lambda _, item: digests.append(array_digest(item[()])) if isinstance(item, h5py.Dataset) else None)
     return sorted(digests)
