@@ -30,6 +30,27 @@ def describe_machine():
             f"TensorFlow {tf.__version__}, intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
 
 
+# A convolution in each library, to make oneDNN say which instruction set it runs with.
+_ONEDNN_PROBES = {
+    "TensorFlow": "import tensorflow as tf; tf.function(lambda x: tf.nn.conv2d(x, tf.ones((3, 3, 8, 8)), 1, 'SAME'))(tf.ones((1, 16, 16, 8)))",
+    "PyTorch": "import torch; torch.nn.functional.conv2d(torch.ones(1, 64, 32, 32), torch.ones(64, 64, 3, 3))",
+}
+
+
+def describe_onednn(library):
+    """oneDNN's own word on the instruction set it uses in `library` (TensorFlow or PyTorch) on this
+    CPU, and for TensorFlow whether its oneDNN operations are on by default here (TensorFlow turns
+    them on only on CPUs with AVX-512 VNNI/BF16 or AMX; elsewhere most of its kernels are Eigen's)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("TF_ENABLE_ONEDNN", "TF_ONEDNN"))}
+    done = subprocess.run([sys.executable, "-c", _ONEDNN_PROBES[library]], capture_output=True, text=True,
+                          env=dict(env, ONEDNN_VERBOSE="1", TF_CPP_MIN_LOG_LEVEL="0"))
+    isa = next((line.split("isa:", 1)[1].strip() for line in done.stdout.splitlines() if ",isa:" in line), "not reported")
+    if library != "TensorFlow":
+        return f"{library}'s oneDNN: {isa}"
+    default = "on" if "oneDNN custom operations are on" in done.stderr else "off"
+    return f"{library}'s oneDNN: {isa}, its oneDNN operations {default} by default on this CPU"
+
+
 def tensorflow_threads():
     """TensorFlow's intra-op thread count (the CPU count by default): PyTorch peers get the same."""
     import tensorflow as tf

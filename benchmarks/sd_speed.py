@@ -19,39 +19,46 @@ The headline is the ratio at matched precision (bfloat16 against bfloat16, float
 float32): the same arithmetic, so the ratio is the libraries' speed. The ratio against
 diffusers' default (float32) follows it: what a user switching tools would see. bfloat16
 is Keras's `mixed_bfloat16` policy for the project and `.to(torch.bfloat16)` for diffusers.
+
+Each row runs in a process of its own (its peak memory is its own, and TensorFlow reads its
+kernel settings when it loads). `project` runs TensorFlow's kernels as `genlab-xray` does
+(`genlab.runtime.use_inference_only_kernels`: oneDNN, each kernel keeping its reordered
+weights); `project_tf_kernels` as TensorFlow chooses on this CPU by itself (`--nocpu_weight_cache`).
+The header names the instruction set oneDNN reports in each library.
 """
 
-import os
+import json
 import statistics
 import time
 
-import tensorflow as tf
 from absl import app, flags
 
-from machine import describe_machine
-from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
-from xray.weights import load_stable_diffusion
+from genlab.runtime import use_inference_only_kernels
+from machine import describe_machine, describe_onednn, print_row_result, run_row_processes, tensorflow_threads
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
-flags.DEFINE_list("modes", ["project", "diffusers"], "project: Keras graph functions; xla: the project with "
+flags.DEFINE_list("modes", ["project", "project_tf_kernels", "diffusers"], "project: Keras graph functions with "
+                  "genlab-xray's kernels; project_tf_kernels: with TensorFlow's own choice; xla: the project with "
                   "jit_compile=True; diffusers: the PyTorch peer.")
 flags.DEFINE_integer("steps_per_image", 25, "Denoising steps of the timed image.", lower_bound=2)
 flags.DEFINE_string("tokenizer_path", "", "CLIP BPE file (default: $CLIP_BPE_PATH, else download).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16, for both the project and diffusers.")
 flags.register_validator("precisions", lambda values: set(values) <= {"float32", "bfloat16"},
                          "--precisions takes float32 and/or bfloat16")
+flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
 FLAGS = flags.FLAGS
 KERAS_PRECISION = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 PROMPTS = ["Frontal chest X-ray of healthy lungs", "color, text, watermark"]
 
 
-def tensorflow_threads():
-    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+def measure_project(size, precision, mode, steps, tokenizer_path):
+    if mode != "project_tf_kernels":
+        use_inference_only_kernels()
+    from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
+    from xray.weights import load_stable_diffusion
 
-
-def measure_project(size, precision, xla):
-    models = load_stable_diffusion(size, "random", tokenizer_path=FLAGS.tokenizer_path,
-                                   precision=KERAS_PRECISION[precision], jit_compile=xla)
+    models = load_stable_diffusion(size, "random", tokenizer_path=tokenizer_path,
+                                   precision=KERAS_PRECISION[precision], jit_compile=(mode == "xla"))
 
     def image(steps, marks=None):
         context, unconditional = encode_texts(models, PROMPTS)
@@ -62,11 +69,11 @@ def measure_project(size, precision, xla):
 
     image(2)  # Traces (and with XLA compiles) every network.
     marks = [time.perf_counter()]
-    image(FLAGS.steps_per_image, marks)
+    image(steps, marks)
     return statistics.median(b - a for a, b in zip(marks, marks[1:])), time.perf_counter() - marks[0]
 
 
-def measure_diffusers(size, precision):
+def measure_diffusers(size, precision, steps):
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -99,35 +106,49 @@ def measure_diffusers(size, precision):
 
     image(2)  # Warm-up: oneDNN picks and caches its kernels on the first calls.
     marks = [time.perf_counter()]
-    image(FLAGS.steps_per_image, marks)
+    image(steps, marks)
     return statistics.median(b - a for a, b in zip(marks, marks[1:])), time.perf_counter() - marks[0]
+
+
+def run_row(row):
+    if row["mode"] == "diffusers":
+        step, image = measure_diffusers(row["size"], row["precision"], row["steps"])
+    else:
+        step, image = measure_project(row["size"], row["precision"], row["mode"], row["steps"], row["tokenizer_path"])
+    print_row_result(row, seconds_per_step=step, seconds_per_image=image)
 
 
 def main(argv):
     del argv
+    if FLAGS.row:
+        run_row(json.loads(FLAGS.row))
+        return
     print(describe_machine())
+    print(describe_onednn("TensorFlow"))
     if "diffusers" in FLAGS.modes:
         import torch
 
-        print(f"PyTorch {torch.__version__}, {tensorflow_threads()} threads (TensorFlow's count), "
+        print(f"{describe_onednn('PyTorch')}; PyTorch {torch.__version__}, {tensorflow_threads()} threads (TensorFlow's count), "
               f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
-    rows = {}
-    for size in map(int, FLAGS.sizes):
-        for precision in FLAGS.precisions:
-            for mode in FLAGS.modes:
-                step, image = (measure_diffusers(size, precision) if mode == "diffusers"
-                               else measure_project(size, precision, xla=(mode == "xla")))
-                rows[size, precision, mode] = (step, image)
-                print(f"  measured {size} px {mode} {precision}: {step:.2f} s/step, {image:.0f} s/image", flush=True)
+    rows = [{"mode": mode, "size": size, "precision": precision, "steps": FLAGS.steps_per_image,
+             "tokenizer_path": FLAGS.tokenizer_path}
+            for size in map(int, FLAGS.sizes) for precision in FLAGS.precisions for mode in FLAGS.modes]
+    results = {}
+    for row, result in run_row_processes(__file__, rows):
+        results[row["size"], row["precision"], row["mode"]] = result
+        print(f"  measured {row['size']} px {row['mode']} {row['precision']}: {result['seconds_per_step']:.2f} s/step, "
+              f"{result['seconds_per_image']:.0f} s/image, peak {result['peak_gib']:.1f} GiB", flush=True)
 
     print(f"\nStable Diffusion 1.x, one {FLAGS.steps_per_image}-step image with guidance (U-Net batch 2), timed whole")
-    print("| size | side | precision | s/step (median) | s/image | image / diffusers, same precision | image / diffusers float32 |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for (size, precision, mode), (step, image) in rows.items():
-        matched = rows.get((size, precision, "diffusers"))
-        default = rows.get((size, "float32", "diffusers"))
-        print(f"| {size} | {mode} | {precision} | {step:.2f} | {image:.0f} | "
-              f"{f'{image / matched[1]:.2f}x' if matched else '-'} | {f'{image / default[1]:.2f}x' if default else '-'} |")
+    print("| size | side | precision | s/step (median) | s/image | peak GiB | image / diffusers, same precision | image / diffusers float32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (size, precision, mode), result in results.items():
+        matched = results.get((size, precision, "diffusers"))
+        default = results.get((size, "float32", "diffusers"))
+        image = result["seconds_per_image"]
+        ratios = [f"{image / peer['seconds_per_image']:.2f}x" if peer else "-" for peer in (matched, default)]
+        print(f"| {size} | {mode} | {precision} | {result['seconds_per_step']:.2f} | {image:.0f} | {result['peak_gib']:.1f} | "
+              f"{ratios[0]} | {ratios[1]} |")
 
 
 if __name__ == "__main__":

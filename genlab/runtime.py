@@ -17,6 +17,27 @@ XLA_MIN_GPU_GIB = 40
 TPU_WHEELS = "https://storage.googleapis.com/libtpu-tf-releases/index.html"
 
 
+# TensorFlow's CPU kernels for a process that only runs networks forward (genlab-xray). oneDNN's
+# kernels want weights in a blocked layout of their own; with Keras's variables as weights,
+# TensorFlow reorders every weight on every call unless told the weights never change.
+INFERENCE_ONLY_ENVIRONMENT = {
+    "TF_ENABLE_ONEDNN_OPTS": "1",  # TensorFlow turns oneDNN on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX.
+    "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1",  # Each kernel keeps its reordered weights from its first call.
+}
+
+
+def use_inference_only_kernels(environ=os.environ):
+    """Sets `INFERENCE_ONLY_ENVIRONMENT` where the user has not set those variables; returns
+    whether it could. Call it before TensorFlow loads, and only in a process that will never
+    train: a kernel's kept weights would silently stay those of its first call. Once TensorFlow
+    has loaded, something in the process may train, so nothing is set."""
+    if "tensorflow" in sys.modules:
+        return False
+    for name, value in INFERENCE_ONLY_ENVIRONMENT.items():
+        environ.setdefault(name, value)
+    return True
+
+
 def has_tpu():
     """A TPU VM shows its chips as /dev/accel* (v2-v4) or /dev/vfio/N (v5e and later) before
     TensorFlow connects to them, so looking costs nothing on machines without one."""

@@ -4,7 +4,8 @@ The sampler loop, per-image seeds, batching, resume, sharding, metadata and the 
 depend on what the networks learned, only on how they are called. These small networks are
 called exactly as KerasCV's are (`predict_on_batch` with the same named inputs and shapes),
 and their outputs depend on every input, so a mixed-up prompt, timestep or latent still
-shows. The real networks are built in a few integration tests (`random_sd`).
+shows. The real networks are built in a few integration tests (test_xray_networks.py, the LoRA
+and bridge tests, and the programs' end-to-end tests).
 """
 
 import sys

@@ -1,9 +1,14 @@
-"""The genlab-xray program: bad input gets one line and leaves nothing behind. The program end to end,
-with LoRA adapters and the judge, is in test_xray_lora_real.py."""
+"""The genlab-xray program: bad input gets one line and leaves nothing behind, and its CPU kernels
+make the images TensorFlow's own make. The program end to end, with LoRA adapters and the judge,
+is in test_xray_adapt_flow.py."""
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from programs import run_program
+from genlab.runtime import INFERENCE_ONLY_ENVIRONMENT
+from programs import program_env, run_program
+from xray.prompts import load_prompt_file
 
 
 def run_script(args, **kwargs):
@@ -30,3 +35,35 @@ def test_bad_input_gets_one_line_and_exit_status(tmp_path, clip_bpe_path, args, 
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_images_equal_those_of_tensorflows_own_kernels_within_one_grey_level(tmp_path, clip_bpe_path):
+    """genlab-xray runs oneDNN's kernels, each keeping its reordered weights from its first call
+    (genlab.runtime); this process runs TensorFlow's own choice, which keeps nothing, on the same
+    random networks (the program's --seed builds them). Three images in batches of two: the short
+    last batch is filled up to two."""
+    import keras
+
+    from xray.config import XrayConfig
+    from xray.generate import generate_dataset
+    from xray.weights import load_stable_diffusion
+
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text("- class: lung\n  prompt: chest X-ray\n  count: 2\n- class: knee\n  prompt: knee X-ray\n  count: 1\n")
+    defaults = {name: value for name, value in program_env().items() if name not in INFERENCE_ONLY_ENVIRONMENT}
+    cached = run_script(["--weights=random", "--precision=float32", "--image_size=128", "--steps=3", "--batch_size=2", f"--prompt_file={prompts}",
+                         f"--tokenizer_path={clip_bpe_path}", f"--output_dir={tmp_path / 'cached'}"],
+                        env=dict(defaults, ONEDNN_VERBOSE="1"))
+    assert cached.returncode == 0, cached.stderr[-2000:]
+    assert ",convolution," in cached.stdout  # oneDNN's convolutions ran.
+
+    keras.utils.set_random_seed(0)
+    models = load_stable_diffusion(128, "random", tokenizer_path=clip_bpe_path, precision="float32")
+    config = XrayConfig(batch_size=2, steps=3)
+    generate_dataset(models, load_prompt_file(str(prompts)), config, str(tmp_path / "own"), verbose=False)
+    files = sorted(p.relative_to(tmp_path / "own") for p in (tmp_path / "own").glob("*/*.png"))
+    assert len(files) == 3
+    for name in files:
+        a, b = (np.asarray(Image.open(tmp_path / run / name), dtype=int) for run in ("cached", "own"))
+        assert a.std() > 10 and np.abs(a - b).max() <= 1, name

@@ -111,6 +111,19 @@ def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(models, wh
     _assert_same_images(_pixels(out), _pixels(whole_dataset))
 
 
+def test_a_short_last_batch_is_filled_up_so_each_network_runs_at_one_batch_size(models, whole_dataset, tmp_path, monkeypatch):
+    batch_sizes = {}
+    for name in ("text_encoder", "diffusion_model", "decoder"):
+        network = getattr(models, name)
+        monkeypatch.setattr(network, "predict_on_batch", lambda inputs, name=name, predict=network.predict_on_batch: (
+            batch_sizes.setdefault(name, set()).add(len(keras.tree.flatten(inputs)[0])), predict(inputs))[1])
+    config = XrayConfig(**{**CONFIG.__dict__, "batch_size": 4})  # Six images: four, then two and two copies.
+    out = tmp_path / "filled_up"
+    assert generate_dataset(models, PROMPTS, config, str(out), verbose=False).made == 6
+    assert batch_sizes == {"text_encoder": {8}, "diffusion_model": {8}, "decoder": {4}}  # Three texts filled up to eight.
+    _assert_same_images(_pixels(out), _pixels(whole_dataset))
+
+
 @pytest.mark.slow
 def test_a_run_killed_mid_write_resumes_to_what_an_uninterrupted_run_makes(models, tmp_path, clip_bpe_path):
     out = tmp_path / "killed"

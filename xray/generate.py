@@ -66,11 +66,12 @@ def generate_dataset(models, class_prompts, config, output_dir, verbose=True):
     made = 0
     for first in range(0, len(pending), config.batch_size):
         batch = pending[first:first + config.batch_size]
+        padded = _filled_up(batch, config.batch_size)
         latents = sample_latents(
             models,
-            noise=np.stack([initial_noise(job.seed, models.image_size) for job in batch]),
-            context=np.stack([contexts[job.prompt] for job in batch]),
-            unconditional_context=np.stack([contexts[job.negative_prompt] for job in batch]),
+            noise=np.stack([initial_noise(job.seed, models.image_size) for job in padded]),
+            context=np.stack([contexts[job.prompt] for job in padded]),
+            unconditional_context=np.stack([contexts[job.negative_prompt] for job in padded]),
             num_steps=config.steps,
             guidance_scale=config.guidance_scale,
             on_step=lambda step: progress.update(made + len(batch) * step / (config.steps + 1)),
@@ -92,5 +93,15 @@ def _encode_unique(models, texts, chunk=8):
     states = {}
     for first in range(0, len(unique), chunk):
         part = unique[first:first + chunk]
-        states.update(zip(part, encode_texts(models, part)))
+        states.update(zip(part, encode_texts(models, _filled_up(part, chunk))))
     return states
+
+
+def _filled_up(items, size):
+    """`items` filled up to `size` with copies of its last item, whose results are dropped.
+
+    Every network call then has one batch size, so no graph is traced (or compiled) a second
+    time for a short last batch, and genlab-xray's oneDNN kernels, which each keep a copy of
+    their weights, are not duplicated with it.
+    """
+    return items + items[-1:] * (size - len(items))
