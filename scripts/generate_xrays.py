@@ -37,7 +37,7 @@ flags.DEFINE_string("negative_prompt", _DEFAULTS.negative_prompt, "What the imag
 define_weight_flags()
 flags.DEFINE_multi_string("lora", [], "LoRA adapters to apply, FILE or FILE:SCALE (genlab-xray-finetune's lora.safetensors, or a diffusers LoRA file); repeat to stack.")
 flags.DEFINE_bool("cpu_weight_cache", True, "On a CPU, run oneDNN's kernels, each keeping its weights in the layout it computes with: "
-                  "faster steps for one more copy of the weights in memory (about 3.4 GB in float32). No effect on GPUs.")
+                  "faster steps for one more copy of the weights in memory (about 3 GB in float32). No effect on GPUs.")
 flags.DEFINE_bool("jit_compile", False, "Compile the networks with XLA (slow first batch; faster steps on some machines).")
 flags.DEFINE_integer("num_shards", 1, "Split the images over this many independent jobs.")
 flags.DEFINE_integer("shard_index", 0, "Which shard this job makes, 0..num_shards-1.", lower_bound=0)
