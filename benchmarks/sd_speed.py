@@ -51,6 +51,15 @@ KERAS_PRECISION = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 PROMPTS = ["Frontal chest X-ray of healthy lungs", "color, text, watermark"]
 
 
+def time_image(image, steps):
+    """(median seconds per step, seconds for the whole image) of `image(steps, marks)`, after a
+    2-step image that traces the graphs (and with XLA compiles them) or lets oneDNN pick its kernels."""
+    image(2)
+    marks = [time.perf_counter()]
+    image(steps, marks)
+    return statistics.median(b - a for a, b in zip(marks, marks[1:])), time.perf_counter() - marks[0]
+
+
 def measure_project(size, precision, mode, steps, tokenizer_path):
     if mode != "project_tf_kernels":
         use_inference_only_kernels()
@@ -67,10 +76,7 @@ def measure_project(size, precision, mode, steps, tokenizer_path):
                                  on_step=None if marks is None else lambda step: marks.append(time.perf_counter()))
         return decode_to_uint8(models, latents)
 
-    image(2)  # Traces (and with XLA compiles) every network.
-    marks = [time.perf_counter()]
-    image(steps, marks)
-    return statistics.median(b - a for a, b in zip(marks, marks[1:])), time.perf_counter() - marks[0]
+    return time_image(image, steps)
 
 
 def measure_diffusers(size, precision, steps):
@@ -104,10 +110,7 @@ def measure_diffusers(size, precision, steps):
         pixels = vae.decode(latents / 0.18215).sample
         return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
-    image(2)  # Warm-up: oneDNN picks and caches its kernels on the first calls.
-    marks = [time.perf_counter()]
-    image(steps, marks)
-    return statistics.median(b - a for a, b in zip(marks, marks[1:])), time.perf_counter() - marks[0]
+    return time_image(image, steps)
 
 
 def run_row(row):
