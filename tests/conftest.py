@@ -3,6 +3,7 @@ import gc
 import hashlib
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -43,6 +44,13 @@ def pytest_collection_modifyitems(items):
     touched after the network is deleted (eager calls do not), and parity's set is the only
     full-sized one that this process runs in graph mode: last, it stacks on nothing."""
     items.sort(key=lambda item: item.module.__name__ == "test_bridge_parity")
+
+
+def pytest_runtest_logstart(nodeid):
+    """Each test's start, for .ci/measure.py to say which tests the suite's memory peaked in."""
+    if os.environ.get("GENLAB_TEST_LOG"):
+        with open(os.environ["GENLAB_TEST_LOG"], "a") as log:
+            log.write(f"{time.monotonic()} {nodeid}\n")
 
 
 def array_digest(array):
