@@ -11,7 +11,9 @@ adapters only, one AdamW update. Latents and text states are random, as with cac
 what is timed is the U-Net's forward and backward pass and the update.
 
 - project: `xray.finetune.DiffusionFineTuner` on KerasCV's U-Net with Keras's `enable_lora`,
-  `mixed_bfloat16` for bfloat16.
+  `mixed_bfloat16` for bfloat16, with the kernels TensorFlow chooses on this CPU.
+- project_onednn: the same with TensorFlow's oneDNN kernels on (`TF_ENABLE_ONEDNN_OPTS=1`),
+  which TensorFlow turns on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX.
 - diffusers: `UNet2DConditionModel` with SD 1.x's config, `add_adapter(LoraConfig(...))` as
   diffusers' `train_text_to_image_lora.py` does (base frozen, adapters float32), and
   `torch.autocast(bfloat16)` for bfloat16. PyTorch gets as many threads as TensorFlow uses.
@@ -20,6 +22,7 @@ The headline is the ratio of seconds per step at matched precision; peak memory 
 """
 
 import json
+import os
 import statistics
 import time
 
@@ -29,14 +32,16 @@ from machine import describe_machine, print_row_result, run_row_processes, tenso
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
-flags.DEFINE_list("modes", ["project", "diffusers"], "Which trainers to time.")
+flags.DEFINE_list("modes", ["project", "diffusers"], "Which trainers to time: project, project_onednn, diffusers.")
 flags.DEFINE_integer("steps", 3, "Timed training steps per row.", lower_bound=1)
 flags.DEFINE_integer("rank", 4, "LoRA rank.")
 flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
 FLAGS = flags.FLAGS
 
 
-def project_row(size, precision, steps, rank):
+def project_row(size, precision, steps, rank, onednn=False):
+    if onednn:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # Read once, when TensorFlow loads.
     import keras
     import numpy as np
     import tensorflow as tf
@@ -100,8 +105,8 @@ def diffusers_row(size, precision, steps, rank):
 
 
 def run_row(row):
-    measure = project_row if row["mode"] == "project" else diffusers_row
-    times = measure(row["size"], row["precision"], row["steps"], row["rank"])
+    args = (row["size"], row["precision"], row["steps"], row["rank"])
+    times = diffusers_row(*args) if row["mode"] == "diffusers" else project_row(*args, onednn=row["mode"] == "project_onednn")
     print_row_result(row, seconds_per_step=statistics.median(times))
 
 
@@ -116,7 +121,7 @@ def main(argv):
             for size in map(int, FLAGS.sizes) for precision in FLAGS.precisions for mode in FLAGS.modes]
     for row, result in run_row_processes(__file__, rows):
         results[(row["size"], row["precision"], row["mode"])] = result
-        print(f"{row['mode']:9s} {row['size']} px {row['precision']:8s} {result['seconds_per_step']:7.2f} s/step  "
+        print(f"{row['mode']:14s} {row['size']} px {row['precision']:8s} {result['seconds_per_step']:7.2f} s/step  "
               f"peak {result['peak_gib']:5.1f} GiB  ({result['threads']} threads)", flush=True)
     for size in map(int, FLAGS.sizes):
         for precision in FLAGS.precisions:

@@ -2,10 +2,15 @@
 (genlab-xray-finetune, on KerasCV's real networks with random weights) and merge the adapters into
 weight files (--merge), generate from those files with further adapters on top (genlab-xray
 --weights=local --lora), and judge the result against real images (--real). In a module of its
-own: the programs' memory adds to whatever this process still holds."""
+own: the programs' memory adds to whatever this process still holds.
+
+The adaptation also runs a second time, killed after its first checkpoint and run again: it
+must end where the uninterrupted run did."""
 
 import json
 import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -13,21 +18,56 @@ import pytest
 from conftest import array_digest, fingerprint
 from genlab.files import read_csv
 from image_folders import make_noise_folder, make_shapes_folder
-from programs import run_program
+from programs import run_program, start_program
 from xray.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE
 from xray.lora import merge_adapters, read_adapters
 
 pytestmark = pytest.mark.slow  # Trains KerasCV's real U-Net, then builds the networks again to generate.
 
 
-def test_adapt_generate_judge(tmp_path, clip_bpe_path):
-    data = make_shapes_folder(tmp_path / "xrays", per_class=2, size=128, classes=("chest_pa", "knee"))
-    adapted = tmp_path / "adapted"
-    result = run_program("scripts.finetune_xrays", [
-        f"--data_dir={data}", f"--output_dir={adapted}", "--weights=random", f"--tokenizer_path={clip_bpe_path}",
-        "--image_size=128", "--max_steps=8", "--checkpoint_every=4", "--sample_every=8", "--sample_steps=2",
-        "--warmup_steps=0", "--learning_rate=5e-3", "--caption_dropout=0", "--merge"])
+def finetune_args(data, out, clip_bpe_path):
+    return [f"--data_dir={data}", f"--output_dir={out}", "--weights=random", f"--tokenizer_path={clip_bpe_path}",
+            "--image_size=128", "--max_steps=8", "--checkpoint_every=4", "--sample_steps=2", "--warmup_steps=0",
+            "--learning_rate=5e-3", "--caption_dropout=0"]
+
+
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory, clip_bpe_path):
+    """Images in two class folders, and a run of genlab-xray-finetune on them with --merge."""
+    root = tmp_path_factory.mktemp("adapt")
+    data = make_shapes_folder(root / "xrays", per_class=2, size=128, classes=("chest_pa", "knee"))
+    result = run_program("scripts.finetune_xrays", finetune_args(data, root / "adapted", clip_bpe_path) + ["--sample_every=8", "--merge"])
     assert result.returncode == 0, result.stderr[-3000:]
+    return data, root / "adapted"
+
+
+def test_a_killed_adaptation_resumes_to_where_the_uninterrupted_one_ends(tmp_path, adapted, clip_bpe_path):
+    data, whole = adapted
+    killed = tmp_path / "killed"
+    args = finetune_args(data, killed, clip_bpe_path) + ["--sample_every=0"]  # Samples draw on no training randomness.
+    process = start_program("scripts.finetune_xrays", args)
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / "step_000004.npz").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(read_csv(killed / "history.csv")) == 4, "the kill should land between the two checkpoints"
+    result = run_program("scripts.finetune_xrays", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from" in result.stdout and "4 of 8 updates done" in result.stdout
+    resumed, record = read_adapters(str(killed / "lora.safetensors"))
+    expected, _ = read_adapters(str(whole / "lora.safetensors"))
+    assert record["steps"] == 8 and sorted(resumed) == sorted(expected)
+    for module, pair in expected.items():
+        for got, want in zip(resumed[module], pair):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=module)
+    for name, column in (("probe_loss.csv", "probe_loss"), ("history.csv", "loss")):
+        losses = [[float(row[column]) for row in read_csv(run / name)] for run in (killed, whole)]
+        np.testing.assert_allclose(*losses, rtol=1e-5, err_msg=name)
+
+
+def test_adapt_generate_judge(tmp_path, adapted):
+    _, adapted = adapted
     probe = [float(row["probe_loss"]) for row in read_csv(adapted / "probe_loss.csv")]
     assert len(probe) == 3 and probe[-1] < 0.85 * probe[0], probe  # Learning, on fixed batches.
     adapters, record = read_adapters(str(adapted / "lora.safetensors"))

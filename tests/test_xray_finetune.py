@@ -2,8 +2,8 @@
 
 The training loop does not depend on what the networks know: it runs here on the stand-in
 networks (whole-U-Net mode, since LoRA needs KerasCV's own layers). LoRA on KerasCV's real
-networks, the program end to end and generation with the adapters are in
-test_xray_lora_real.py.
+networks is in test_xray_lora_real.py; the programs end to end, generation with the adapters,
+and a killed run resumed on the real networks, in test_xray_adapt_flow.py.
 """
 
 import os
