@@ -1,8 +1,10 @@
 """Running the project's programs as a user would: `python -m scripts.NAME ARGS` in a new process."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 
 def program_env(**extra):
@@ -20,3 +22,14 @@ def start_program(module, args, env=None, **kwargs):
     kwargs.setdefault("stdout", subprocess.DEVNULL)
     kwargs.setdefault("stderr", subprocess.DEVNULL)
     return subprocess.Popen([sys.executable, "-m", module, *map(str, args)], env=env or program_env(), **kwargs)
+
+
+def kill_when(process, ready, timeout):
+    """SIGKILLs `process` as soon as `ready()` holds (checked every 10 ms), or once it has ended or
+    `timeout` seconds have passed, and waits for it to go; returns whether `ready()` held."""
+    deadline = time.time() + timeout
+    while not ready() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return ready()

@@ -1,15 +1,13 @@
 """The genlab-train-gan program end to end: outputs, flag errors, kill and resume."""
 
 import os
-import signal
-import time
 
 import numpy as np
 import pytest
 
 from gan.callbacks import read_history
 from gan.sampling import load_generator, sample_digits
-from programs import run_program, start_program
+from programs import kill_when, run_program, start_program
 
 TINY = ["--epochs=2", "--batch_size=32", "--noise_dim=16", "--num_train_images=256"]
 
@@ -69,12 +67,7 @@ def test_killed_run_resumes_and_finishes(mnist_path, tmp_path):
     out = tmp_path / "run"
     args = ["--epochs=4", "--batch_size=32", "--noise_dim=16", "--num_train_images=1024", f"--output_dir={out}", f"--mnist_path={mnist_path}"]
     process = start_program("scripts.train_gan", args)
-    deadline = time.time() + 120
-    while not (out / "checkpoints" / "epoch_0001.weights.h5").exists() and process.poll() is None:
-        assert time.time() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    assert kill_when(process, (out / "checkpoints" / "epoch_0001.weights.h5").exists, timeout=120), "no checkpoint within 120 s"
     assert not (out / "generator.keras").exists()  # Killed before the end.
     # No temporary or partial files are left as outputs.
     assert all(not name.endswith(".weights.h5") or name.startswith("epoch_") for name in os.listdir(out / "checkpoints")

@@ -9,8 +9,6 @@ must end where the uninterrupted run did."""
 
 import json
 import os
-import signal
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from conftest import array_digest, fingerprint
 from genlab.files import read_csv
 from image_folders import make_noise_folder, make_shapes_folder
-from programs import run_program, start_program
+from programs import kill_when, run_program, start_program
 from xray.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE
 from xray.lora import merge_adapters, read_adapters
 
@@ -46,11 +44,7 @@ def test_a_killed_adaptation_resumes_to_where_the_uninterrupted_one_ends(tmp_pat
     killed = tmp_path / "killed"
     args = finetune_args(data, killed, clip_bpe_path) + ["--sample_every=0"]  # Samples draw on no training randomness.
     process = start_program("scripts.finetune_xrays", args)
-    deadline = time.time() + 600
-    while not (killed / "checkpoints" / "step_000004.npz").exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(process, (killed / "checkpoints" / "step_000004.npz").exists, timeout=600)
     assert len(read_csv(killed / "history.csv")) == 4, "the kill should land between the two checkpoints"
     result = run_program("scripts.finetune_xrays", args)
     assert result.returncode == 0, result.stderr[-3000:]
