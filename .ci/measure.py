@@ -20,7 +20,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def tree_rss(root):
-    """Resident bytes of `root` and all its descendants, from /proc."""
+    """Resident bytes of `root` and all its descendants, from /proc: (their sum, the largest one's)."""
     children, rss = {}, {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -30,17 +30,19 @@ def tree_rss(root):
             continue
         children.setdefault(int(fields[1]), []).append(int(pid))
         rss[int(pid)] = int(fields[21]) * PAGE
-    total, stack = 0, [root]
+    total, largest, stack = 0, 0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        total, largest = total + rss.get(pid, 0), max(largest, rss.get(pid, 0))
         stack += children.get(pid, [])
-    return total
+    return total, largest
 
 
 def largest_tests(samples, log_path, count=10):
-    """Lines naming the `count` tests with the largest tree, from (time, bytes) samples and the
-    log of (start time, test id) lines; a test's peak is the largest sample from its start to the next's."""
+    """Lines naming the `count` tests with the largest tree, from (time, (tree bytes, largest
+    process's bytes)) samples and the log of (start time, test id) lines; a test's peak is the
+    largest sample from its start to the next's. The largest process says whether a program the
+    test ran or pytest itself held the memory."""
     try:
         with open(log_path) as f:
             starts = [(float(t), name) for t, name in (line.rstrip("\n").split(" ", 1) for line in f)]
@@ -49,9 +51,9 @@ def largest_tests(samples, log_path, count=10):
     peaks = {}
     for i, (start, name) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else float("inf")
-        peaks[name] = max((rss for t, rss in samples if start <= t < end), default=0)
-    largest = sorted(peaks.items(), key=lambda item: -item[1])[:count]
-    return [f"  {rss / 2**30:5.1f} GiB  {name}" for name, rss in largest]
+        peaks[name] = max((rss for t, rss in samples if start <= t < end), default=(0, 0))
+    largest = sorted(peaks.items(), key=lambda item: -item[1][0])[:count]
+    return [f"  {tree / 2**30:5.1f} GiB (largest process {one / 2**30:4.1f})  {name}" for name, (tree, one) in largest]
 
 
 def main(command):
@@ -65,7 +67,7 @@ def main(command):
             time.sleep(0.25)
         largest = largest_tests(samples, log_path)
     minutes, seconds = divmod(time.monotonic() - start, 60)
-    peak = max((rss for _, rss in samples), default=0)
+    peak = max((tree for _, (tree, _) in samples), default=0)
     if largest:
         print("the tests during which the process tree was largest:", *largest, sep="\n")
     print(f"measured: {' '.join(command)}: {int(minutes)} min {seconds:.0f} s, "

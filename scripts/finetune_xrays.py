@@ -13,7 +13,6 @@ samples_progress.png, history.csv, tensorboard/ and a resume checkpoint into OUT
 run the same command again to resume. --merge also writes full KerasCV weight files.
 """
 
-import gc
 import os
 
 from absl import flags
@@ -91,11 +90,8 @@ def main():
     print(f"{result.steps} updates done ({result.seconds:.0f} s this run). Loss on the fixed probe batches: "
           f"{result.first_probe_loss:.4f} before training, {result.last_probe_loss:.4f} now. {result.weights_file}")
     if FLAGS.merge:
-        del models, image_encoder  # The merged networks are built afresh: free the training ones first.
-        gc.collect()
-        keras.utils.set_random_seed(FLAGS.seed)  # --weights=random: the same base the adapters were trained on.
-        merged = write_merged(os.path.join(FLAGS.output_dir, "merged"), result.weights_file, FLAGS.image_size,
-                              FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path)
+        merged = write_merged(os.path.join(FLAGS.output_dir, "merged"), models, image_encoder, result.adapters,
+                              FLAGS.weights, FLAGS.weights_path)
         print(f"Merged KerasCV weight files: genlab-xray --weights=local --weights_path={merged}")
     print(f"Loss curve, sample rows and history in {os.path.abspath(FLAGS.output_dir)}")
 

@@ -24,6 +24,12 @@ def start_program(module, args, env=None, **kwargs):
     return subprocess.Popen([sys.executable, "-m", module, *map(str, args)], env=env or program_env(), **kwargs)
 
 
+def start_standin(*args):
+    """Starts `tests/standin_sd.py ARGS` (a run on stand-in networks, for a kill test) in the background."""
+    return subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "standin_sd.py"), *map(str, args)],
+                            env=program_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def kill_when(process, ready, timeout):
     """SIGKILLs `process` as soon as `ready()` holds (checked every 10 ms), or once it has ended or
     `timeout` seconds have passed, and waits for it to go; returns whether `ready()` held."""

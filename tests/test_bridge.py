@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 from conftest import import_peer
 from genlab.errors import UserError
 from sd1_checkpoint import write_configs
 from xray import bridge
 from xray.export import network_tensors
+from xray.safetensors_file import SafetensorsFile, write_safetensors
 from xray.prompts import BUILTIN_PROMPTS
 from xray.sampler import NoiseSchedule, tokenize
 from xray.networks import MAX_PROMPT_TOKENS, build_network
@@ -24,6 +25,29 @@ def _with_weight_files(folder, text_encoder_tensors=None):
         tensors = text_encoder_tensors if sub == "text_encoder" and text_encoder_tensors else {"x": np.zeros(1, np.float32)}
         save_file(tensors, str(folder / sub / f"{name}.safetensors"))
     return folder
+
+
+def test_safetensors_files_read_and_write_as_the_safetensors_package_does(tmp_path):
+    import ml_dtypes
+
+    rng = np.random.default_rng(0)
+    tensors = {"f32": rng.normal(size=(3, 5)).astype(np.float32), "f16": rng.normal(size=7).astype(np.float16),
+               "bf16": rng.normal(size=(2, 2)).astype(ml_dtypes.bfloat16), "i64": np.arange(77)[None],
+               "scalar": np.array(2.5, np.float32)}
+    theirs = tmp_path / "theirs.safetensors"
+    save_file(tensors, str(theirs), metadata={"format": "pt"})
+    with SafetensorsFile(str(theirs)) as f:
+        assert sorted(f.keys()) == sorted(tensors) and f.metadata == {"format": "pt"} and f.shape("f32") == (3, 5)
+        for name, value in tensors.items():
+            assert f.get(name).dtype == value.dtype and f.get(name).tobytes() == value.tobytes(), name
+    ours = tmp_path / "ours.safetensors"
+    dtypes = {"f32": "F32", "f16": "F16", "bf16": "BF16", "i64": "I64", "scalar": "F32"}
+    write_safetensors(str(ours), [(n, v.shape, dtypes[n], lambda v=v: v) for n, v in tensors.items()])
+    assert {n: v.tobytes() for n, v in load_file(str(ours)).items()} == {n: v.tobytes() for n, v in tensors.items()}
+
+    theirs.write_bytes(theirs.read_bytes()[:-4])  # Truncated: the last tensor's bytes lie past the end.
+    with pytest.raises(ValueError, match="past the file's end"):
+        SafetensorsFile(str(theirs))
 
 
 def test_refuses_pickled_weights(tmp_path, clip_bpe_path):
@@ -69,6 +93,13 @@ def test_missing_or_misshapen_tensors_are_named(tmp_path, clip_bpe_path):
         with pytest.raises(UserError, match="model.safetensors") as error:
             checkpoint.load_weights("text_encoder", encoder)
         assert message in str(error.value)
+    for weight, value in zip(encoder.weights, before):  # Nothing was half-loaded.
+        np.testing.assert_array_equal(weight.numpy(), value)
+
+    truncated = _with_weight_files(tmp_path, tensors) / "text_encoder" / "model.safetensors"
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    with pytest.raises(UserError, match="model.safetensors is not a readable safetensors file"):
+        bridge.open_checkpoint(str(tmp_path)).load_weights("text_encoder", encoder)
     for weight, value in zip(encoder.weights, before):  # Nothing was half-loaded.
         np.testing.assert_array_equal(weight.numpy(), value)
 

@@ -17,14 +17,13 @@ freed before the next; the conversion program runs before this process builds it
 set, and the program's files are read back into that same set rather than a second one.
 """
 
-import hashlib
 import json
 import shutil
 
 import numpy as np
 import pytest
 
-from conftest import fingerprint, import_peer
+from conftest import array_digest, fingerprint, import_peer
 from programs import run_program
 from sd1_checkpoint import write_checkpoint
 from xray import dataset, weights
@@ -34,6 +33,7 @@ from xray.generate import generate_dataset
 from xray.keras_cv_files import KERAS_CV_FILES
 from xray.networks import MAX_PROMPT_TOKENS, NETWORKS
 from xray.prompts import BUILTIN_PROMPTS, ClassPrompt
+from xray.safetensors_file import SafetensorsFile
 from xray.sampler import NoiseSchedule, encode_texts, timestep_embedding, tokenize
 from xray.lora import add_adapters, load_adapters_into, save_adapters
 from xray.weights import load_stable_diffusion, load_tokenizer
@@ -132,18 +132,9 @@ def test_tokenizer_ids_equal_transformers(checkpoint):
 
 
 def tensor_digests(path):
-    """{name: (dtype, shape, sha256 of the bytes)} of a safetensors file, read with plain reads: mapping
-    a 3.4 GB file would count it all as this process's memory."""
-    with open(path, "rb") as f:
-        length = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(length))
-        header.pop("__metadata__", None)
-        digests = {}
-        for name, entry in header.items():
-            begin, end = entry["data_offsets"]
-            f.seek(8 + length + begin)
-            digests[name] = (entry["dtype"], entry["shape"], hashlib.sha256(f.read(end - begin)).hexdigest())
-    return digests
+    """{name: (dtype, shape, sha256 of the bytes)} of a safetensors file, read one tensor at a time."""
+    with SafetensorsFile(str(path)) as f:
+        return {name: (entry["dtype"], entry["shape"], array_digest(f.get(name))) for name, entry in f.entries.items()}
 
 
 @pytest.fixture(scope="module")

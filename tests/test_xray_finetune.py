@@ -7,8 +7,6 @@ and a killed run resumed on the real networks, in test_xray_adapt_flow.py.
 """
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from PIL import Image
 from genlab.errors import UserError
 from genlab.files import read_csv, write_csv
 from image_folders import make_shapes_folder
-from programs import kill_when, program_env, run_program
+from programs import kill_when, run_program, start_standin
 from standin_sd import FINETUNE_KILL_CONFIG, image_encoder, standin_models
 from xray.config import FinetuneConfig
 from xray.finetune import UpdatePlan, finetune, read_training_images, training_examples
@@ -99,8 +97,7 @@ def test_gradient_accumulation_counts_updates_not_batches(tmp_path, shapes, clip
 @TRAINS
 def test_a_killed_run_resumes_to_where_an_uninterrupted_run_ends(tmp_path, shapes, clip_bpe_path, clip_tokenizer):
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "standin_sd.py"), "finetune",
-                                str(killed), clip_bpe_path, shapes], env=program_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_standin("finetune", killed, clip_bpe_path, shapes)
     kill_when(process, (killed / "checkpoints" / "step_000010.npz").exists, timeout=120)
     done = len(read_csv(killed / "history.csv"))
     assert 10 <= done < 60, "the kill should land mid-run"

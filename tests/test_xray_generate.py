@@ -5,8 +5,6 @@ test_xray_networks.py and by the program's own test.
 """
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -19,7 +17,7 @@ from xray.config import XrayConfig
 from xray.generate import generate_dataset
 from xray.prompts import ClassPrompt
 from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
-from programs import kill_when, program_env
+from programs import kill_when, start_standin
 from standin_sd import KILL_TEST_CONFIG, KILL_TEST_PROMPTS, standin_models
 
 PROMPTS = [ClassPrompt("chest_normal", "Frontal chest X-ray of healthy lungs"),
@@ -125,8 +123,7 @@ def test_a_short_last_batch_is_filled_up_so_each_network_runs_at_one_batch_size(
 @pytest.mark.slow
 def test_a_run_killed_mid_write_resumes_to_what_an_uninterrupted_run_makes(models, tmp_path, clip_bpe_path):
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "standin_sd.py"), "generate", str(out), clip_bpe_path],
-                               env=program_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_standin("generate", out, clip_bpe_path)
     kill_when(process, lambda: len(list(out.glob("*/*.png"))) >= 2, timeout=120)
     kept = {p: p.stat().st_mtime_ns for p in out.glob("*/*.png")}
     total = 2 * KILL_TEST_CONFIG.images_per_prompt

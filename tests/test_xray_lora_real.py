@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from genlab.errors import UserError
-from xray.lora import add_adapters, load_adapters_into, merge_adapters, read_adapters, save_adapters
+from conftest import fingerprint
+from xray.keras_cv_files import save_keras_cv_weights
+from xray.lora import add_adapters, load_adapters_into, merge_adapters, merged_values, read_adapters, save_adapters
 from xray.networks import MAX_PROMPT_TOKENS, build_network
 
 pytestmark = pytest.mark.slow  # KerasCV's real networks.
@@ -24,6 +26,12 @@ def encode(network, seed=1):
     tokens = rng.integers(0, 49408, (2, MAX_PROMPT_TOKENS)).astype("int32")
     positions = np.tile(np.arange(MAX_PROMPT_TOKENS, dtype="int32"), (2, 1))
     return np.asarray(network({"tokens": tokens, "positions": positions}))  # Eager: nothing kept after the test.
+
+
+def freeze_all_but_adapters(network):
+    for variable in network.weights:
+        if "lora_kernel" not in variable.path:
+            variable.trainable = False  # What finetune() does.
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +69,29 @@ def test_merged_adapters_compute_what_unmerged_ones_do(adapted):
     np.testing.assert_allclose(encode(merged), with_lora, atol=2e-5)  # ... and merging keeps exactly that change.
 
 
+def test_a_network_with_adapters_on_is_written_with_them_merged(adapted, tmp_path):
+    """What `genlab-xray-finetune --merge` writes from the trained networks: the file a fresh network
+    loads equals the base with the saved adapters merged in, bit for bit, and holds no adapter matrix."""
+    import h5py
+
+    network, adapters, path = adapted
+    freeze_all_but_adapters(network)
+    written = tmp_path / "kcv_encoder.h5"
+    save_keras_cv_weights(network, str(written), merged_values(adapters))
+    expected = text_encoder()
+    merge_adapters({"text_encoder": expected}, path)
+    loaded = text_encoder(seed=5)
+    loaded.load_weights(str(written))  # Keras's legacy reader, which KerasCV and --weights=local use.
+    assert fingerprint(loaded) == fingerprint(expected) != fingerprint(text_encoder())
+    with h5py.File(written, "r") as f:
+        names = []
+        f.visit(names.append)
+    assert not [name for name in names if "lora" in name] and len(adapters) == 48
+
+
 def test_only_adapter_weights_are_trainable(adapted):
     network, adapters, _ = adapted
-    for variable in network.weights:
-        if "lora_kernel" not in variable.path:
-            variable.trainable = False  # What finetune() does.
+    freeze_all_but_adapters(network)
     expected = {id(v) for layer in adapters.values() for v in (layer.lora_kernel_a, layer.lora_kernel_b)}
     assert {id(v) for v in network.trainable_variables} == expected
 

@@ -40,6 +40,7 @@ from keras_cv.src.models.stable_diffusion.text_encoder import CLIPEmbedding, CLI
 
 from genlab.errors import UserError
 from genlab.files import read_json
+from xray.safetensors_file import SafetensorsFile
 from xray.sampler import NoiseSchedule
 
 COMPONENTS = {  # KerasCV network -> checkpoint sub-folder, its weight file's stem, tensors it does not use.
@@ -107,16 +108,14 @@ class DiffusersCheckpoint:
     def load_weights(self, network_name, network):
         """Assigns the checkpoint's tensors to KerasCV's `network` (a name in COMPONENTS).
 
-        Tensors are read one at a time (safetensors maps the file), so loading holds the network
-        and a single tensor, not a second copy of the whole file.
+        Tensors are read one at a time with plain reads (`xray.safetensors_file`), so loading
+        holds the network and a single tensor, not a second copy of the whole file.
         """
-        from safetensors import safe_open  # NumPy arrays; no PyTorch, no pickle.
-
         path = self.weight_files[network_name]
         try:
-            handle = safe_open(path, framework="numpy")
-        except Exception as error:  # safetensors raises its own error types for truncated or foreign files.
-            raise UserError(f"{path} is not a readable safetensors file ({error})") from None
+            handle = SafetensorsFile(path)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # A truncated or foreign file.
+            raise UserError(f"{path} is not a readable safetensors file ({type(error).__name__}: {error})") from None
         # transformers 4 saved CLIP under "text_model.", 5 saves it bare.
         rename = (lambda name: name.removeprefix("text_model.")) if network_name == "text_encoder" else (lambda name: name)
         with handle:
@@ -352,10 +351,10 @@ class _TensorFile:
         self.names = {rename(name): name for name in handle.keys()}
 
     def shape(self, name):
-        return tuple(self.handle.get_slice(self.names[name]).get_shape())
+        return self.handle.shape(self.names[name])
 
     def get(self, name):
-        return np.asarray(self.handle.get_tensor(self.names[name]), dtype=np.float32)
+        return np.asarray(self.handle.get(self.names[name]), dtype=np.float32)
 
 
 def _assign(pairs, tensors, path, unused_prefixes):

@@ -13,11 +13,10 @@ so a diffusers checkpoint converted to KerasCV and exported again comes back ten
 tensor. Exported from a diffusers checkpoint, the folder keeps that checkpoint's configs,
 tokenizer and scheduler; otherwise it gets Stable Diffusion 1.x's.
 
-Tensors are written one at a time (the safetensors layout is simple enough to stream), so
-exporting holds the networks and one tensor, not a second copy of the U-Net.
+Tensors are written one at a time (`xray.safetensors_file`), so exporting holds the networks
+and one tensor, not a second copy of the U-Net.
 """
 
-import json
 import os
 import shutil
 
@@ -27,6 +26,7 @@ from genlab.files import atomic_path, check_output_path, write_json, write_text
 from xray.bridge import COMPONENTS, open_checkpoint, weight_pairs
 from xray.keras_cv_files import merges_text
 from xray.lora import read_adapters
+from xray.safetensors_file import SafetensorsFile, write_safetensors
 
 # Stable Diffusion 1.x's configs, as diffusers and transformers write them (keys left out take
 # the libraries' defaults, which are SD 1.x's).
@@ -55,7 +55,6 @@ _MODEL_INDEX = {
 _TOKENIZER_CONFIG = {"model_max_length": 77, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
                      "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "do_lower_case": True,
                      "tokenizer_class": "CLIPTokenizer"}
-_BYTES, _NUMPY = {"F32": 4, "I64": 8}, {"F32": "<f4", "I64": "<i8"}
 TEXT_PREFIX = "text_model."  # transformers 4's CLIPTextModel layout, which most Hub checkpoints have.
 
 
@@ -66,31 +65,6 @@ def network_tensors(network_name, network, prefix=""):
         shape = layout.to_diffusers(np.broadcast_to(np.float32(0), tuple(variable.shape))).shape
         items.append((prefix + name, shape, "F32", lambda v=variable, l=layout: l.to_diffusers(np.asarray(v, dtype=np.float32))))
     return items
-
-
-def write_safetensors(path, items, metadata=None):
-    """Writes (name, shape, dtype, producer) tensors as a safetensors file, producing one tensor at a time.
-
-    The layout: an 8-byte little-endian header length, a JSON header (dtype, shape, byte
-    offsets per tensor, padded to 8 bytes), then the tensors' bytes back to back.
-    """
-    items = sorted(items, key=lambda item: item[0])
-    header, offset = {"__metadata__": dict(metadata or {"format": "pt"})}, 0
-    for name, shape, dtype, _ in items:
-        size = int(np.prod(shape, dtype=np.int64)) * _BYTES[dtype]
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    encoded += b" " * (-len(encoded) % 8)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(len(encoded).to_bytes(8, "little"))
-            f.write(encoded)
-            for name, shape, dtype, produce in items:
-                array = produce()
-                if tuple(array.shape) != tuple(shape):
-                    raise RuntimeError(f"{name}: produced {array.shape}, announced {shape}")
-                f.write(np.ascontiguousarray(array, dtype=_NUMPY[dtype]).tobytes())
 
 
 def export_checkpoint(models, image_encoder, out_dir, source_checkpoint=""):
@@ -104,10 +78,8 @@ def export_checkpoint(models, image_encoder, out_dir, source_checkpoint=""):
     source = open_checkpoint(source_checkpoint) if source_checkpoint else None
     text_prefix, text_extras = TEXT_PREFIX, []
     if source:
-        from safetensors import safe_open
-
-        with safe_open(source.weight_files["text_encoder"], framework="numpy") as handle:
-            names = list(handle.keys())
+        with SafetensorsFile(source.weight_files["text_encoder"]) as handle:
+            names = handle.keys()
         text_prefix = TEXT_PREFIX if any(n.startswith(TEXT_PREFIX) for n in names) else ""
         if f"{text_prefix}embeddings.position_ids" in names:  # A buffer transformers 4 saved: kept for the round trip.
             text_extras = [(f"{text_prefix}embeddings.position_ids", (1, 77), "I64", lambda: np.arange(77, dtype=np.int64)[None])]

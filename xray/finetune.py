@@ -43,9 +43,8 @@ from xray.config import DEFAULT_CAPTION_TEMPLATE, FinetuneConfig
 from xray.image_folder import class_folders, read_image
 from xray.keras_cv_files import (CONVERSION_FILE, IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE, read_conversion,
                                  save_keras_cv_weights, save_tokenizer)
-from xray.lora import add_adapters, load_adapters_into, save_adapters
+from xray.lora import add_adapters, load_adapters_into, merged_values, save_adapters
 from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents, timestep_embedding, tokenize
-from xray.weights import load_image_encoder, load_stable_diffusion
 
 ADAPTERS_FILE = "lora.safetensors"
 FULL_UNET_FILE = "unet.weights.h5"
@@ -69,6 +68,7 @@ class FinetuneResult:
     first_probe_loss: float  # The loss on the fixed probe batches before training (update 0).
     last_probe_loss: float  # ... and after the last update.
     weights_file: str  # The adapters (or the whole U-Net's weights).
+    adapters: dict  # {module: Dense layer} with the trained adapters enabled; empty when the whole U-Net trained.
 
 
 def training_examples(data_dir, caption_template=DEFAULT_CAPTION_TEMPLATE, class_prompts=None):
@@ -453,25 +453,22 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
                         f"the last good checkpoint ({good // batches_per_update} updates) and {os.path.basename(weights_path)} "
                         "are kept: lower --learning_rate and run again")
     return FinetuneResult(len(history) // batches_per_update, seconds, probe_history[0]["probe_loss"],
-                          probe_history[-1]["probe_loss"], weights_path)
+                          probe_history[-1]["probe_loss"], weights_path, adapters)
 
 
-def write_merged(out_dir, weights_file, image_size, weights, weights_path="", tokenizer_path=""):
-    """Writes the base weights with the fine-tuning merged in, as a `--weights=local` folder.
+def write_merged(out_dir, models, image_encoder, adapters, weights, weights_path=""):
+    """Writes the trained networks as a `--weights=local` folder: the base with the adapters
+    ({module: layer}, from `FinetuneResult`) merged into its kernels, or the trained U-Net.
 
-    Builds the networks afresh (free the training ones first): the base with the adapters
-    merged (`weights_file` a LoRA file), or with the trained U-Net (`unet.weights.h5`). The
-    VAE encoder, the tokenizer and, for a converted checkpoint, its schedule go beside them.
+    The networks in memory are written, not built again: TensorFlow keeps a network it has
+    run in graph mode after it is deleted, so a second set would add a second set's memory.
+    The VAE encoder, the tokenizer and, for a converted checkpoint, its schedule go beside them.
     """
-    full_unet = weights_file.endswith(FULL_UNET_FILE)
-    models = load_stable_diffusion(image_size, weights, weights_path, tokenizer_path, precision="float32",
-                                   loras=() if full_unet else ((weights_file, 1.0),))
-    if full_unet:
-        models.diffusion_model.load_weights(weights_file)
+    values = merged_values(adapters)
     os.makedirs(out_dir, exist_ok=True)
     for name, (file_name, _) in KERAS_CV_FILES.items():
-        save_keras_cv_weights(getattr(models, name), os.path.join(out_dir, file_name))
-    save_keras_cv_weights(load_image_encoder(weights, weights_path), os.path.join(out_dir, IMAGE_ENCODER_FILE[0]))
+        save_keras_cv_weights(getattr(models, name), os.path.join(out_dir, file_name), values)
+    save_keras_cv_weights(image_encoder, os.path.join(out_dir, IMAGE_ENCODER_FILE[0]))
     save_tokenizer(models.tokenizer, os.path.join(out_dir, TOKENIZER_FILE))
     if models.numerics == "diffusers":
         if weights == "diffusers":

@@ -13,6 +13,7 @@ import gzip
 import os
 
 import h5py
+import keras
 
 from genlab.files import atomic_path, check_output_path, read_json, write_bytes, write_json
 from xray.bridge import open_checkpoint
@@ -30,17 +31,35 @@ TOKENIZER_FILE = "bpe_simple_vocab_16e6.txt.gz"  # CLIP's BPE merges, the file K
 CONVERSION_FILE = "conversion.json"  # Beside converted weights: the checkpoint's schedule and numerics.
 
 
-def save_keras_cv_weights(model, path):
+def save_keras_cv_weights(model, path, values=None):
     """Writes `model`'s weights in the legacy HDF5 layout of KerasCV's own `kcv_*.h5` files.
 
     Keras 3's `save_weights` only writes `.weights.h5`; this layout is the one KerasCV (and
-    `--weights=local`) load, so converted weights drop in where downloaded ones would.
+    `--weights=local`) load, so converted weights drop in where downloaded ones would. It is
+    Keras's legacy writer (`save_weights_to_hdf5_group`) with one addition: `values`
+    ({id(variable): array, or None to leave the variable out}) writes other values than the
+    variables hold, so a network trained with LoRA is written with its adapters merged in.
     """
-    from keras.src.legacy.saving import legacy_h5_format
+    from keras.src.legacy.saving.legacy_h5_format import save_attributes_to_hdf5_group
+
+    values = values or {}
+
+    def write_group(group, weights):  # Keras's order: a layer's trainable weights, then the rest.
+        weights = [w for w in weights if values.get(id(w), True) is not None]
+        save_attributes_to_hdf5_group(group, "weight_names", [str(w.path).encode("utf8") for w in weights])
+        for weight in weights:
+            group.create_dataset(str(weight.path), data=values[id(weight)] if id(weight) in values else keras.ops.convert_to_numpy(weight))
 
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+            in_model = {id(w) for w in model.weights}
+            save_attributes_to_hdf5_group(f, "layer_names", [layer.name.encode("utf8") for layer in model.layers])
+            f.attrs["backend"] = keras.backend.backend().encode("utf8")
+            f.attrs["keras_version"] = str(keras.__version__).encode("utf8")
+            for layer in sorted(model.layers, key=lambda layer: layer.name):
+                write_group(f.create_group(layer.name), layer.trainable_weights + layer.non_trainable_weights)
+            write_group(f.create_group("top_level_model_weights"),
+                        [v for v in model._trainable_variables + model._non_trainable_variables if id(v) in in_model])
 
 
 def merges_text(tokenizer):

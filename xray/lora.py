@@ -137,9 +137,25 @@ def merge_adapters(networks, path, scale=1.0, flag="--lora"):
     adapters, _ = read_adapters(path, flag)
     layers = _layers_for(adapters, networks, path, flag)
     for module, (a, b) in adapters.items():
-        layer = layers[module]
-        delta = scale * (a.T @ b.T)
-        layer.kernel.assign(np.asarray(layer.kernel, dtype=np.float32) + delta)
+        layers[module].kernel.assign(merged_kernel(layers[module].kernel, a, b, scale))
+
+
+def merged_kernel(kernel, a, b, scale=1.0):
+    """W + scale A B in float32, from PEFT's lora_A (r, in) and lora_B (out, r)."""
+    return np.asarray(kernel, dtype=np.float32) + scale * (a.T @ b.T)
+
+
+def merged_values(adapters):
+    """What a weight file holds for networks whose adapters ({module: layer}) are enabled, as
+    {id(variable): value}: each frozen kernel with its adapter added, by the arithmetic
+    `merge_adapters` applies to a saved file, and each adapter matrix left out (None)."""
+    values = {}
+    tensors = adapter_tensors(adapters)
+    for module, layer in adapters.items():
+        frozen = layer._kernel  # Keras keeps W here once LoRA is on; `kernel` is then W + A B, by TensorFlow.
+        values[id(frozen)] = merged_kernel(frozen, tensors[f"{module}.lora_A.weight"], tensors[f"{module}.lora_B.weight"])
+        values[id(layer.lora_kernel_a)] = values[id(layer.lora_kernel_b)] = None
+    return values
 
 
 def load_adapters_into(adapters, path, flag="--init_lora"):
