@@ -19,11 +19,17 @@ what is timed is the U-Net's forward and backward pass and the update.
   `torch.autocast(bfloat16)` for bfloat16. PyTorch gets as many threads as TensorFlow uses.
 
 The headline is the ratio of seconds per step at matched precision; peak memory follows.
+With `--profile`, each row also profiles one more step and prints where it went: the op types
+with the most own (exclusive) time, TensorFlow's from its profiler's trace, PyTorch's from
+`torch.profiler`, backward ops marked. Op times on two threads can add up to more than the step.
 """
 
+import collections
+import glob
 import json
 import os
 import statistics
+import tempfile
 import time
 
 from absl import app, flags
@@ -35,11 +41,45 @@ flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
 flags.DEFINE_list("modes", ["project", "diffusers"], "Which trainers to time: project, project_onednn, diffusers.")
 flags.DEFINE_integer("steps", 3, "Timed training steps per row.", lower_bound=1)
 flags.DEFINE_integer("rank", 4, "LoRA rank.")
+flags.DEFINE_bool("profile", False, "Also profile one step per row and print its op types with the most time.")
 flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
 FLAGS = flags.FLAGS
 
 
-def project_row(size, precision, steps, rank, onednn=False):
+TOP_OPS = 12
+# TensorFlow ops that hold other ops (function calls, loops): their time is their contents'.
+_CONTAINERS = ("PartitionedCall", "StatefulPartitionedCall", "While", "StatelessWhile", "If", "StatelessIf", "Case")
+
+
+def tensorflow_op_seconds(logdir):
+    """{op type: own seconds} from a `tf.profiler.experimental` trace in `logdir`; gradient ops
+    (under `gradient_tape/`) are marked "backward"."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    seconds = collections.Counter()
+    for path in glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True):
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as f:
+            space.ParseFromString(f.read())
+        for plane in space.planes:
+            for line in plane.lines:
+                if not line.name.startswith("tf_Compute"):  # The executor's threads, where ops run.
+                    continue
+                for event in line.events:
+                    name, _, op_type = plane.event_metadata[event.metadata_id].name.rpartition(":")
+                    if name and op_type not in _CONTAINERS:
+                        seconds[op_type + (" (backward)" if "gradient_tape/" in name else "")] += event.duration_ps * 1e-12
+    return seconds
+
+
+def print_profile(result):
+    total = result["op_seconds"]
+    print(f"  profiled step: {total:.2f} s of op time; the op types with the most:")
+    for op_type, value in result["top_ops"]:
+        print(f"  {value:7.2f} s  {100 * value / total:4.1f}%  {op_type}")
+
+
+def project_row(size, precision, steps, rank, onednn=False, profile=False):
     if onednn:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # Read once, when TensorFlow loads.
     import keras
@@ -70,10 +110,16 @@ def project_row(size, precision, steps, rank, onednn=False):
     timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs=None: marks.append(time.perf_counter()))
     start = time.perf_counter()
     model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, callbacks=[timer], verbose=0)
-    return [b - a for a, b in zip([start] + marks[:-1], marks)][1:]
+    if profile:
+        with tempfile.TemporaryDirectory() as logdir:
+            tf.profiler.experimental.start(logdir)
+            model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
+            tf.profiler.experimental.stop()
+            return [b - a for a, b in zip([start] + marks[:-1], marks)][1:], tensorflow_op_seconds(logdir)
+    return [b - a for a, b in zip([start] + marks[:-1], marks)][1:], None
 
 
-def diffusers_row(size, precision, steps, rank):
+def diffusers_row(size, precision, steps, rank, profile=False):
     import torch
     from diffusers import UNet2DConditionModel
     from peft import LoraConfig
@@ -91,23 +137,38 @@ def diffusers_row(size, precision, steps, rank):
     side = size // 8
     latents, noise = torch.randn(1, 4, side, side), torch.randn(1, 4, side, side)
     context, timestep = torch.randn(1, 77, 768), torch.tensor([500])
-    times = []
-    for _ in range(steps + 1):
-        start = time.perf_counter()
+    def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
             predicted = unet(0.7 * latents + 0.7 * noise, timestep, encoder_hidden_states=context).sample
         loss = torch.nn.functional.mse_loss(predicted.float(), noise)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        step()
         times.append(time.perf_counter() - start)
-    return times[1:]
+    if profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+            step()
+        seconds = collections.Counter()
+        for event in profiler.key_averages():
+            if event.key.startswith("aten::"):  # The ops themselves, not autograd's or the optimizer's wrappers.
+                seconds[event.key] += event.self_cpu_time_total * 1e-6
+        return times[1:], seconds
+    return times[1:], None
 
 
 def run_row(row):
     args = (row["size"], row["precision"], row["steps"], row["rank"])
-    times = diffusers_row(*args) if row["mode"] == "diffusers" else project_row(*args, onednn=row["mode"] == "project_onednn")
-    print_row_result(row, seconds_per_step=statistics.median(times))
+    if row["mode"] == "diffusers":
+        times, ops = diffusers_row(*args, profile=row["profile"])
+    else:
+        times, ops = project_row(*args, onednn=row["mode"] == "project_onednn", profile=row["profile"])
+    profile = {"op_seconds": sum(ops.values()), "top_ops": ops.most_common(TOP_OPS)} if ops else {}
+    print_row_result(row, seconds_per_step=statistics.median(times), **profile)
 
 
 def main(argv):
@@ -117,12 +178,14 @@ def main(argv):
         return
     print(describe_machine())
     results = {}
-    rows = [{"mode": mode, "size": size, "precision": precision, "steps": FLAGS.steps, "rank": FLAGS.rank}
+    rows = [{"mode": mode, "size": size, "precision": precision, "steps": FLAGS.steps, "rank": FLAGS.rank, "profile": FLAGS.profile}
             for size in map(int, FLAGS.sizes) for precision in FLAGS.precisions for mode in FLAGS.modes]
     for row, result in run_row_processes(__file__, rows):
         results[(row["size"], row["precision"], row["mode"])] = result
         print(f"{row['mode']:14s} {row['size']} px {row['precision']:8s} {result['seconds_per_step']:7.2f} s/step  "
               f"peak {result['peak_gib']:5.1f} GiB  ({result['threads']} threads)", flush=True)
+        if FLAGS.profile:
+            print_profile(result)
     for size in map(int, FLAGS.sizes):
         for precision in FLAGS.precisions:
             ours, theirs = results.get((size, precision, "project")), results.get((size, precision, "diffusers"))

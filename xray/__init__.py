@@ -7,9 +7,10 @@ Bottom to top (each module imports only those above it in this list):
 - `xray.prompts`: the classes and their prompts (built-in, or a JSON/YAML file).
 - `xray.image_folder`: users' class-folder image sets (8/16-bit grayscale or RGB, PNG or JPEG).
 - `xray.config`: `XrayConfig`, `FinetuneConfig`, `JudgeConfig` and their choices (no TensorFlow).
+- `xray.safetensors_file`: the safetensors layout, read and written a tensor at a time (no file mapping).
 - `xray.sampler`: text encoding and our DDIM loop (per-image noise, batched guidance).
 - `xray.bridge`: reads a diffusers SD 1.x checkpoint and maps its tensors onto KerasCV's layers.
-- `xray.keras_cv_files`: KerasCV's weight files: names, writing, converting a checkpoint.
+- `xray.keras_cv_files`: KerasCV's weight files: names, writing (adapters merged in), converting a checkpoint.
 - `xray.lora`: LoRA adapters on KerasCV's networks, saved in diffusers' PEFT layout; merging.
 - `xray.export`: KerasCV's weights back to a diffusers checkpoint folder.
 - `xray.weights`: the four weight sources, `load_stable_diffusion` (LoRA merged in) and the VAE encoder.
