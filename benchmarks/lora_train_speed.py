@@ -11,9 +11,10 @@ adapters only, one AdamW update. Latents and text states are random, as with cac
 what is timed is the U-Net's forward and backward pass and the update.
 
 - project: `xray.finetune.DiffusionFineTuner` on KerasCV's U-Net with Keras's `enable_lora`,
-  `mixed_bfloat16` for bfloat16, with the kernels TensorFlow chooses on this CPU.
-- project_onednn: the same with TensorFlow's oneDNN kernels on (`TF_ENABLE_ONEDNN_OPTS=1`),
-  which TensorFlow turns on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX.
+  `mixed_bfloat16` for bfloat16, with TensorFlow's oneDNN kernels on, as genlab-xray-finetune
+  runs it (`genlab.runtime.use_onednn_kernels`).
+- project_tf_kernels: the same with the kernels TensorFlow chooses by itself (oneDNN only on
+  CPUs with AVX-512 VNNI/BF16 or AMX; `--nocpu_onednn`).
 - diffusers: `UNet2DConditionModel` with SD 1.x's config, `add_adapter(LoraConfig(...))` as
   diffusers' `train_text_to_image_lora.py` does (base frozen, adapters float32), and
   `torch.autocast(bfloat16)` for bfloat16. PyTorch gets as many threads as TensorFlow uses.
@@ -34,11 +35,12 @@ import time
 
 from absl import app, flags
 
+from genlab.runtime import use_onednn_kernels
 from machine import describe_machine, print_row_result, run_row_processes, tensorflow_threads
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
-flags.DEFINE_list("modes", ["project", "diffusers"], "Which trainers to time: project, project_onednn, diffusers.")
+flags.DEFINE_list("modes", ["project", "diffusers"], "Which trainers to time: project, project_tf_kernels, diffusers.")
 flags.DEFINE_integer("steps", 3, "Timed training steps per row.", lower_bound=1)
 flags.DEFINE_integer("rank", 4, "LoRA rank.")
 flags.DEFINE_bool("profile", False, "Also profile one step per row and print its op types with the most time.")
@@ -67,7 +69,7 @@ def tensorflow_op_seconds(logdir):
                     continue
                 for event in line.events:
                     name, _, op_type = plane.event_metadata[event.metadata_id].name.rpartition(":")
-                    if name and op_type not in _CONTAINERS:
+                    if name and not name.endswith(":") and op_type not in _CONTAINERS:  # "name:Type", not "Executor::Step".
                         seconds[op_type + (" (backward)" if "gradient_tape/" in name else "")] += event.duration_ps * 1e-12
     return seconds
 
@@ -79,9 +81,9 @@ def print_profile(result):
         print(f"  {value:7.2f} s  {100 * value / total:4.1f}%  {op_type}")
 
 
-def project_row(size, precision, steps, rank, onednn=False, profile=False):
-    if onednn:
-        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # Read once, when TensorFlow loads.
+def project_row(size, precision, steps, rank, onednn=True, profile=False):
+    if onednn and not use_onednn_kernels():
+        raise RuntimeError("TensorFlow loaded before the row could turn oneDNN on")
     import keras
     import numpy as np
     import tensorflow as tf
@@ -166,7 +168,7 @@ def run_row(row):
     if row["mode"] == "diffusers":
         times, ops = diffusers_row(*args, profile=row["profile"])
     else:
-        times, ops = project_row(*args, onednn=row["mode"] == "project_onednn", profile=row["profile"])
+        times, ops = project_row(*args, onednn=row["mode"] == "project", profile=row["profile"])
     profile = {"op_seconds": sum(ops.values()), "top_ops": ops.most_common(TOP_OPS)} if ops else {}
     print_row_result(row, seconds_per_step=statistics.median(times), **profile)
 

@@ -17,25 +17,37 @@ XLA_MIN_GPU_GIB = 40
 TPU_WHEELS = "https://storage.googleapis.com/libtpu-tf-releases/index.html"
 
 
-# TensorFlow's CPU kernels for a process that only runs networks forward (genlab-xray). oneDNN's
-# kernels want weights in a blocked layout of their own; with Keras's variables as weights,
-# TensorFlow reorders every weight on every call unless told the weights never change.
-INFERENCE_ONLY_ENVIRONMENT = {
-    "TF_ENABLE_ONEDNN_OPTS": "1",  # TensorFlow turns oneDNN on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX.
-    "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1",  # Each kernel keeps its reordered weights from its first call.
-}
+# TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX;
+# elsewhere its own kernels run, and their batched matrix products (attention's) are far slower.
+ONEDNN_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+# For a process that only runs networks forward (genlab-xray). oneDNN's kernels want weights in a
+# blocked layout of their own; with Keras's variables as weights, TensorFlow reorders every
+# weight on every call unless told the weights never change.
+INFERENCE_ONLY_ENVIRONMENT = dict(ONEDNN_ENVIRONMENT, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="1")  # Each kernel keeps its first call's.
+
+
+def _set_before_tensorflow(variables, environ):
+    """Sets `variables` where the user has not set them; returns whether it could: once
+    TensorFlow has loaded, it has read them already, so nothing is set."""
+    if "tensorflow" in sys.modules:
+        return False
+    for name, value in variables.items():
+        environ.setdefault(name, value)
+    return True
+
+
+def use_onednn_kernels(environ=os.environ):
+    """oneDNN's CPU kernels for a process that trains (genlab-xray-finetune). Call it before
+    TensorFlow loads; returns whether it could."""
+    return _set_before_tensorflow(ONEDNN_ENVIRONMENT, environ)
 
 
 def use_inference_only_kernels(environ=os.environ):
-    """Sets `INFERENCE_ONLY_ENVIRONMENT` where the user has not set those variables; returns
-    whether it could. Call it before TensorFlow loads, and only in a process that will never
-    train: a kernel's kept weights would silently stay those of its first call. Once TensorFlow
-    has loaded, something in the process may train, so nothing is set."""
-    if "tensorflow" in sys.modules:
-        return False
-    for name, value in INFERENCE_ONLY_ENVIRONMENT.items():
-        environ.setdefault(name, value)
-    return True
+    """`INFERENCE_ONLY_ENVIRONMENT`, where the user has not set those variables; returns whether
+    it could. Call it before TensorFlow loads, and only in a process that will never train: a
+    kernel's kept weights would silently stay those of its first call. Once TensorFlow has
+    loaded, something in the process may train, so nothing is set."""
+    return _set_before_tensorflow(INFERENCE_ONLY_ENVIRONMENT, environ)
 
 
 def has_tpu():

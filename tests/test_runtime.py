@@ -42,11 +42,13 @@ def test_gpu_memory_is_read_from_nvidia_smi(monkeypatch):
     assert runtime.gpu_memory_gib() is None
 
 
-def test_inference_only_kernels_keep_what_the_user_set_and_are_never_set_once_tensorflow_has_loaded(monkeypatch):
+def test_cpu_kernel_settings_keep_what_the_user_set_and_are_never_set_once_tensorflow_has_loaded(monkeypatch):
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     environ = {"TF_ENABLE_ONEDNN_OPTS": "0"}  # A user who turned oneDNN off.
     assert runtime.use_inference_only_kernels(environ)
     assert environ == {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
-    monkeypatch.setitem(sys.modules, "tensorflow", sys)  # Loaded: this process may train.
+    training = {}
+    assert runtime.use_onednn_kernels(training) and training == {"TF_ENABLE_ONEDNN_OPTS": "1"}  # Weights may change.
+    monkeypatch.setitem(sys.modules, "tensorflow", sys)  # Loaded: this process may train, and has read its settings.
     untouched = {}
-    assert not runtime.use_inference_only_kernels(untouched) and untouched == {}
+    assert not runtime.use_inference_only_kernels(untouched) and not runtime.use_onednn_kernels(untouched) and untouched == {}
