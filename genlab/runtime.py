@@ -23,7 +23,7 @@ ONEDNN_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 # For a process that only runs networks forward (genlab-xray). oneDNN's kernels want weights in a
 # blocked layout of their own; with Keras's variables as weights, TensorFlow reorders every
 # weight on every call unless told the weights never change.
-INFERENCE_ONLY_ENVIRONMENT = dict(ONEDNN_ENVIRONMENT, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="1")  # Each kernel keeps its first call's.
+INFERENCE_ONLY_ENVIRONMENT = dict(ONEDNN_ENVIRONMENT, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="1")  # Weights reordered once, kept.
 
 
 def _set_before_tensorflow(variables, environ):
