@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import fingerprint
 from genlab.errors import UserError
 from genlab.files import read_csv, write_csv
 from image_folders import make_shapes_folder
 from programs import kill_when, run_program, start_standin
 from standin_sd import FINETUNE_KILL_CONFIG, image_encoder, standin_models
 from xray.config import FinetuneConfig
-from xray.finetune import UpdatePlan, finetune, read_training_images, training_examples
+from xray.finetune import UpdatePlan, finetune, read_training_images, training_examples, write_merged
+from xray.keras_cv_files import KERAS_CV_FILES
 
 TRAINS = pytest.mark.slow  # Trains (stand-in networks, but TensorFlow's graphs still take seconds to trace).
 SMALL = FinetuneConfig(image_size=128, full_unet=True, max_steps=20, checkpoint_every=5, sample_every=10, sample_steps=2,
@@ -78,13 +80,22 @@ def test_every_batch_is_a_function_of_the_seed_and_its_number(shapes, clip_token
 
 @TRAINS
 def test_training_lowers_the_loss_and_writes_its_outputs(tmp_path, shapes, clip_tokenizer):
-    result = finetune(standin_models(clip_tokenizer), image_encoder(), training_examples(shapes), str(tmp_path), SMALL, verbose=0)
+    models, encoder = standin_models(clip_tokenizer), image_encoder()
+    result = finetune(models, encoder, training_examples(shapes), str(tmp_path / "run"), SMALL, verbose=0)
     assert result.steps == 20 and result.last_probe_loss < 0.8 * result.first_probe_loss
-    assert sorted(os.listdir(tmp_path)) == ["checkpoints", "config.json", "history.csv", "loss_curve.png", "probe_loss.csv",
-                                            "samples", "samples_progress.png", "tensorboard", "unet.weights.h5"]
-    assert sorted(os.listdir(tmp_path / "samples")) == ["step_000000.png", "step_000010.png", "step_000020.png"]
-    assert [int(r["step"]) for r in read_csv(tmp_path / "probe_loss.csv")] == [0, 5, 10, 15, 20]
-    assert len(read_csv(tmp_path / "history.csv")) == 20
+    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoints", "config.json", "history.csv", "loss_curve.png", "probe_loss.csv",
+                                                    "samples", "samples_progress.png", "tensorboard", "unet.weights.h5"]
+    assert sorted(os.listdir(tmp_path / "run" / "samples")) == ["step_000000.png", "step_000010.png", "step_000020.png"]
+    assert [int(r["step"]) for r in read_csv(tmp_path / "run" / "probe_loss.csv")] == [0, 5, 10, 15, 20]
+    assert len(read_csv(tmp_path / "run" / "history.csv")) == 20
+
+    # --merge with the whole U-Net trained: its file holds the trained weights, not the start's.
+    assert result.adapters == {}
+    merged = write_merged(str(tmp_path / "merged"), models, encoder, result.adapters, "random")
+    untrained = standin_models(clip_tokenizer).diffusion_model  # The same seed: the weights training started from.
+    before = fingerprint(untrained)
+    untrained.load_weights(os.path.join(merged, KERAS_CV_FILES["diffusion_model"][0]))
+    assert fingerprint(untrained) == fingerprint(models.diffusion_model) != before
 
 
 @TRAINS
