@@ -112,13 +112,14 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
     timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs=None: marks.append(time.perf_counter()))
     start = time.perf_counter()
     model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, callbacks=[timer], verbose=0)
+    times, ops = [b - a for a, b in zip([start] + marks[:-1], marks)][1:], None
     if profile:
         with tempfile.TemporaryDirectory() as logdir:
             tf.profiler.experimental.start(logdir)
             model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
             tf.profiler.experimental.stop()
-            return [b - a for a, b in zip([start] + marks[:-1], marks)][1:], tensorflow_op_seconds(logdir)
-    return [b - a for a, b in zip([start] + marks[:-1], marks)][1:], None
+            ops = tensorflow_op_seconds(logdir)
+    return times, ops
 
 
 def diffusers_row(size, precision, steps, rank, profile=False):
