@@ -48,13 +48,13 @@ def project_row(tokens, batch, training, precision, repeats, chunked):
     import tensorflow as tf
     from keras_cv.src.models.stable_diffusion.diffusion_model import CrossAttention
 
-    from xray.attention import use_chunked_attention
+    from xray.attention import recompute_in_backward
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     inputs = keras.Input((tokens, CHANNELS))
     layer = keras.Model(inputs, CrossAttention(HEADS, CHANNELS // HEADS)(inputs))
     if chunked:
-        use_chunked_attention(layer)
+        recompute_in_backward(layer)
     x = tf.Variable(tf.random.normal((batch, tokens, CHANNELS)))
 
     @tf.function

@@ -1,11 +1,14 @@
-"""Chunked attention (for fine-tuning) computes KerasCV's CrossAttention and its gradients."""
+"""The layers fine-tuning runs (xray.attention) compute KerasCV's CrossAttention and GEGLU and
+their gradients, and in a graph the backward pass really computes again what it does not keep."""
 
 import keras
 import numpy as np
 import tensorflow as tf
-from keras_cv.src.models.stable_diffusion.diffusion_model import CrossAttention
+from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention
+from tensorflow.core.protobuf import config_pb2
+from tensorflow.python.grappler import tf_optimizer
 
-from xray.attention import attention, use_chunked_attention
+from xray.attention import attention, geglu, recompute_in_backward
 
 
 def softmax_attention(q, k, v, scale):
@@ -34,15 +37,88 @@ def test_chunks_give_softmax_attention_and_its_gradients():
         assert_close(output_and_gradients(lambda *t: attention(*t, 0.35, chunk=chunk), [q, k, v]), expected)
 
 
+def keras_cvs_geglu(h, units):
+    layer = GEGLU(units)
+    layer.dense = lambda inputs: inputs  # The formula after the projection.
+    return layer.call(h)
+
+
+def test_geglu_gives_keras_cvs_formula_and_its_gradients():
+    h = tf.constant(np.random.default_rng(3).standard_normal((2, 5, 12)) * 3, tf.float32)
+    expected = output_and_gradients(lambda h: keras_cvs_geglu(h, 6), [h])
+    got = output_and_gradients(lambda h: geglu(h, 6), [h])
+    np.testing.assert_array_equal(got[0], expected[0])  # The same ops in the same order.
+    assert_close(got[1:], expected[1:])
+
+
 def test_a_network_computes_what_keras_cvs_layers_do_in_a_graph():
     x, context = keras.Input((12, 16)), keras.Input((5, 16))
-    network = keras.Model([x, context], CrossAttention(num_heads=2, head_size=8)(x, context=context))
+    attended = CrossAttention(num_heads=2, head_size=8)(x, context=context)
+    network = keras.Model([x, context], GEGLU(16)(attended))
     rng = np.random.default_rng(1)
     inputs = [tf.constant(rng.standard_normal((2, n, 16)), tf.float32) for n in (12, 5)]
     step = lambda: output_and_gradients(lambda *w: network(inputs), [w.value for w in network.trainable_weights])  # noqa: E731
     keras_cvs, chunked = tf.function(step), tf.function(step)
     expected = keras_cvs()
-    use_chunked_attention(network)
+    recompute_in_backward(network)
     assert_close(chunked(), expected)
     op_types = lambda f: {op.type for op in f.get_concrete_function().graph.get_operations()}  # noqa: E731
     assert "Softmax" in op_types(keras_cvs) and "Softmax" not in op_types(chunked)  # The swap took.
+
+
+def optimized_graph(function, *specs):
+    """The concrete function's graph as Grappler rewrites it before running it."""
+    graph = function.get_concrete_function(*specs).graph
+    for output in graph.outputs:
+        graph.add_to_collection("train_op", output)  # What Grappler must keep.
+    meta_graph = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(), graph=graph)
+    return graph, tf_optimizer.OptimizeGraph(config_pb2.ConfigProto(), meta_graph)
+
+
+def test_grappler_keeps_the_backward_passes_recomputation():
+    """Recomputed probabilities and GELUs are the forward pass's ops again on the same inputs:
+    unless they wait on the gradient, Grappler merges each pair, and the forward's are kept."""
+    spec = tf.TensorSpec((1, 2, 48, 8))
+
+    @tf.function
+    def step(q, k, v):
+        with tf.GradientTape() as tape:
+            tape.watch([q, k, v])
+            out = attention(q, k, v, 0.3, chunk=16)
+            loss = tf.reduce_sum(geglu(tf.concat([out, q], axis=-1), 8) * tf.sin(q))
+        return tape.gradient(loss, [q, k, v])
+
+    graph, optimized = optimized_graph(step, spec, spec, spec)
+    count = lambda op_type, nodes: sum(node.op == op_type for node in nodes)  # noqa: E731
+    traced = [op.node_def for op in graph.get_operations()]
+    for op_type in ("Exp", "Tanh"):
+        assert count(op_type, optimized.node) == count(op_type, traced) > 0, op_type
+
+
+def test_each_chunk_waits_on_the_one_before():
+    """So that the executor, which runs whatever is ready, holds one chunk's matrices at a time."""
+    spec = tf.TensorSpec((1, 2, 48, 8))
+
+    @tf.function
+    def step(q, k, v):
+        with tf.GradientTape() as tape:
+            tape.watch([q, k, v])
+            loss = tf.reduce_sum(tf.square(attention(q, k, v, 0.3, chunk=16)))  # Its gradient needs every chunk.
+        return tape.gradient(loss, [q, k, v])
+
+    operations = step.get_concrete_function(spec, spec, spec).graph.get_operations()
+
+    def ancestors(op):
+        seen, stack = set(), [op]
+        while stack:
+            current = stack.pop()
+            for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+        return seen
+
+    exps = [op for op in operations if op.type == "Exp"]  # Each chunk's probabilities, forward and backward.
+    assert len(exps) == 2 * 3
+    order = sorted(exps, key=lambda op: len(ancestors(op)))
+    assert all(earlier in ancestors(later) for earlier, later in zip(order, order[1:]))  # One chain.

@@ -3,7 +3,7 @@
 Bottom to top (each module imports only those above it in this list):
 
 - `xray.networks`: KerasCV's networks (generation's three, and the VAE encoder), built untrained.
-- `xray.attention`: attention that keeps no (tokens x tokens) matrix for training's backward pass.
+- `xray.attention`: attention and GEGLU for training, computing again in the backward pass what TensorFlow would keep.
 - `xray.prompts`: the classes and their prompts (built-in, or a JSON/YAML file).
 - `xray.image_folder`: users' class-folder image sets (8/16-bit grayscale or RGB, PNG or JPEG).
 - `xray.config`: `XrayConfig`, `FinetuneConfig`, `JudgeConfig` and their choices (no TensorFlow).

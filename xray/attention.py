@@ -1,18 +1,26 @@
-"""Attention for training KerasCV's U-Net without keeping its (tokens x tokens) matrices.
+"""KerasCV's U-Net layers for training, computing again in the backward pass what TensorFlow would keep.
 
 KerasCV's `CrossAttention` computes softmax(q k^T) v with whole matrices, and for the backward
 pass TensorFlow keeps softmax(q k^T): at 512 px that is (heads, 4096, 4096) floats in each of
 the five highest-resolution self-attentions. Here queries go in chunks, each keeping only its
 softmax's log-normalizer, and the backward pass computes the chunk's probabilities again (as
 FlashAttention does): the same function to float32 round-off, without those matrices.
+`GEGLU`'s tanh-approximated GELU likewise keeps only its input, not each intermediate of the
+formula.
+
+Two things make the recomputation real in a graph. The recomputing ops wait on the incoming
+gradient: otherwise Grappler's common-subexpression pass merges them with the forward pass's
+identical ops, and the forward's matrices are kept after all. And each chunk waits on the one
+before, so that the executor, which runs whatever is ready, holds one chunk's matrices at a
+time rather than all of them.
 """
 
 import types
 
 import tensorflow as tf
-from keras_cv.src.models.stable_diffusion.diffusion_model import CrossAttention
+from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention
 
-QUERY_CHUNK = 1024  # Queries per chunk: (heads, 1024, 4096) floats live at once at 512 px.
+QUERY_CHUNK = 512  # Queries per chunk: (heads, 512, 4096) floats live at once at 512 px.
 
 
 def attention(q, k, v, scale, chunk=QUERY_CHUNK):
@@ -20,35 +28,37 @@ def attention(q, k, v, scale, chunk=QUERY_CHUNK):
     its gradient recomputes the probabilities chunk by chunk instead of keeping them."""
     dtype = q.dtype
     q, k, v = (tf.cast(t, tf.float32) for t in (q, k, v))
+    q = q * scale  # Scaling (tokens, head_size) queries rather than each (tokens x tokens) matrix.
     starts = range(0, q.shape[2], chunk)
 
-    def probabilities(i, normalizer=None):
-        scores = tf.matmul(q[:, :, i : i + chunk], k, transpose_b=True) * scale
-        if normalizer is None:
-            normalizer = tf.reduce_logsumexp(scores, axis=-1, keepdims=True)
-        return tf.exp(scores - normalizer), normalizer
+    def scores(i, after):
+        with tf.control_dependencies([after]):
+            return tf.matmul(q[:, :, i : i + chunk], k, transpose_b=True)
 
     @tf.custom_gradient
     def core(q, k, v):
-        outputs, normalizers = [], []
+        outputs, normalizers = [q], []
         for i in starts:
-            p, normalizer = probabilities(i)
-            outputs.append(tf.matmul(p, v))
-            normalizers.append(normalizer)
-        output = tf.concat(outputs, axis=2)
+            s = scores(i, outputs[-1])
+            peak = tf.reduce_max(s, axis=-1, keepdims=True)
+            e = tf.exp(s - peak)
+            total = tf.reduce_sum(e, axis=-1, keepdims=True)
+            outputs.append(tf.matmul(e, v) / total)  # Normalizing the (tokens, head_size) product, not e.
+            normalizers.append(peak + tf.math.log(total))
+        output = tf.concat(outputs[1:], axis=2)
 
         def gradient(d_output):
             # With P = softmax(S): dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO * O)).
             row_dot = tf.reduce_sum(d_output * output, axis=-1, keepdims=True)
-            d_q, d_k, d_v = [], tf.zeros_like(k), tf.zeros_like(v)
+            d_q, d_k, d_v = [d_output], tf.zeros_like(k), tf.zeros_like(v)
             for i, normalizer in zip(starts, normalizers):
-                p, _ = probabilities(i, normalizer)
+                p = tf.exp(scores(i, d_q[-1]) - normalizer)
                 d_out = d_output[:, :, i : i + chunk]
                 d_v += tf.matmul(p, d_out, transpose_a=True)
-                d_scores = p * (tf.matmul(d_out, v, transpose_b=True) - row_dot[:, :, i : i + chunk]) * scale
+                d_scores = p * (tf.matmul(d_out, v, transpose_b=True) - row_dot[:, :, i : i + chunk])
                 d_q.append(tf.matmul(d_scores, k))
                 d_k += tf.matmul(d_scores, q[:, :, i : i + chunk], transpose_a=True)
-            return tf.concat(d_q, axis=2), d_k, d_v
+            return tf.concat(d_q[1:], axis=2), d_k, d_v
 
         return output, gradient
 
@@ -68,8 +78,41 @@ def _chunked_call(self, inputs, context=None):
     return self.out_proj(out)
 
 
-def use_chunked_attention(network):
-    """Makes every CrossAttention in `network` compute with `attention`; weights are untouched."""
+GELU_SCALE = 0.7978845608  # sqrt(2 / pi), as KerasCV writes it.
+
+
+def geglu(h, units):
+    """KerasCV's GEGLU after its projection, x * gelu(gate) for h = [x, gate] (each `units`
+    wide), with the same ops in the same order; its gradient keeps only h."""
+    def parts(after):
+        with tf.control_dependencies([after]):
+            x, gate = h[..., :units], h[..., units:]
+            return x, gate, tf.tanh(gate * GELU_SCALE * (1 + 0.044715 * (gate**2)))
+
+    @tf.custom_gradient
+    def core(h):
+        x, gate, t = parts(h)
+
+        def gradient(d_out):
+            x, gate, t = parts(d_out)
+            d_gelu = 0.5 * (1 + t) + 0.5 * gate * (1 - t * t) * GELU_SCALE * (1 + 3 * 0.044715 * (gate**2))
+            return tf.concat([d_out * 0.5 * gate * (1 + t), d_out * x * d_gelu], axis=-1)
+
+        return x * 0.5 * gate * (1 + t), gradient
+
+    return core(h)
+
+
+def _geglu_call(self, inputs):
+    """GEGLU.call with `geglu` in place of its elementwise formula."""
+    return geglu(self.dense(inputs), self.output_dim)
+
+
+def recompute_in_backward(network):
+    """Makes every CrossAttention and GEGLU in `network` compute with `attention` and `geglu`:
+    the same functions, weights untouched, with less kept for the backward pass."""
     for layer in network._flatten_layers(include_self=False):
         if isinstance(layer, CrossAttention):
             layer.call = types.MethodType(_chunked_call, layer)
+        elif isinstance(layer, GEGLU):
+            layer.call = types.MethodType(_geglu_call, layer)

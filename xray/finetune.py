@@ -37,7 +37,7 @@ from PIL import Image
 from genlab import plots
 from genlab.errors import UserError
 from genlab.files import atomic_path, read_csv, write_csv, write_json
-from xray.attention import use_chunked_attention
+from xray.attention import recompute_in_backward
 from xray.bridge import open_checkpoint
 from xray.config import DEFAULT_CAPTION_TEMPLATE, FinetuneConfig
 from xray.image_folder import class_folders, read_image
@@ -137,7 +137,7 @@ class DiffusionFineTuner(keras.Model):
 
     def __init__(self, diffusion_model, image_encoder=None, text_encoder=None, **kwargs):
         super().__init__(**kwargs)
-        use_chunked_attention(diffusion_model)  # The same function; the backward pass keeps no attention matrices.
+        recompute_in_backward(diffusion_model)  # The same functions; the backward pass keeps no attention matrices.
         self.diffusion_model = diffusion_model
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder

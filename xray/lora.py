@@ -17,9 +17,11 @@ The module names come from the bridge's weight mapping, the one map between the 
 import hashlib
 import json
 import os
+import types
 
 import keras
 import numpy as np
+from keras import ops
 
 from genlab.errors import UserError
 from genlab.files import atomic_path
@@ -49,11 +51,29 @@ def target_layers(network_name, network, groups=("attention", "feed_forward")):
 
 
 def add_adapters(network_name, network, rank, groups=("attention",), seed=0):
-    """Enables Keras's LoRA of `rank` on the targeted layers (their kernels freeze); returns them by module name."""
+    """Enables Keras's LoRA of `rank` on the targeted layers (their kernels freeze), computed as
+    `factored_call` does; returns the layers by module name."""
     layers = target_layers(network_name, network, groups)
     for index, layer in enumerate(layers.values()):
         layer.enable_lora(rank, a_initializer=keras.initializers.HeUniform(seed=seed + index))
+        layer.call = types.MethodType(factored_call, layer)
     return layers
+
+
+def factored_call(self, inputs, training=None):
+    """Dense.call for a layer with LoRA on, as PEFT computes it: x W + (x A) B alpha / r.
+
+    Keras's own x (W + A B alpha / r) keeps a full-sized W + A B per layer for the backward
+    pass and forms a full-sized gradient for it, only to reduce it to A's and B's; this keeps
+    x A and forms their gradients directly. The same function, to float32 round-off.
+    """
+    adapter = ops.matmul(ops.matmul(inputs, self.lora_kernel_a), self.lora_kernel_b)
+    x = ops.add(ops.matmul(inputs, self._kernel), adapter * (self.lora_alpha / self.lora_rank))
+    if self.bias is not None:
+        x = ops.add(x, self.bias)
+    if self.activation is not None:
+        x = self.activation(x)
+    return x
 
 
 def adapter_tensors(adapters):
