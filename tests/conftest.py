@@ -63,6 +63,23 @@ def fingerprint(network):
     return [array_digest(w.numpy()) for w in network.weights]
 
 
+def output_and_gradients(function, tensors):
+    """The output and the gradients of a weighted sum of it (every output element matters differently)."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(tensors)
+        output = function(*tensors)
+        loss = tf.reduce_sum(output * tf.reshape(tf.sin(tf.range(tf.size(output), dtype=tf.float32)), tf.shape(output)))
+    return [output] + tape.gradient(loss, tensors)
+
+
+def assert_close(got, expected, rtol=1e-5, atol=1e-5):
+    """Each of two lists of arrays equal within the tolerances; a failure names the item."""
+    for i, (a, b) in enumerate(zip(got, expected)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol, err_msg=f"item {i}")
+
+
 @pytest.fixture(autouse=True, scope="module")
 def collect_networks():
     """Keras networks are reference cycles, which CPython frees only at its occasional full

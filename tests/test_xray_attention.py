@@ -8,25 +8,12 @@ from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAtt
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.grappler import tf_optimizer
 
+from conftest import assert_close, output_and_gradients
 from xray.attention import attention, geglu, recompute_in_backward
 
 
 def softmax_attention(q, k, v, scale):
     return tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * scale), v)
-
-
-def output_and_gradients(function, tensors):
-    """The output and the gradients of a weighted sum of it (every output element matters differently)."""
-    with tf.GradientTape() as tape:
-        tape.watch(tensors)
-        output = function(*tensors)
-        loss = tf.reduce_sum(output * tf.reshape(tf.sin(tf.range(tf.size(output), dtype=tf.float32)), tf.shape(output)))
-    return [output] + tape.gradient(loss, tensors)
-
-
-def assert_close(got, expected, rtol=1e-5, atol=1e-5):
-    for i, (a, b) in enumerate(zip(got, expected)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol, err_msg=f"item {i}")
 
 
 def test_chunks_give_softmax_attention_and_its_gradients():

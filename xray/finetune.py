@@ -137,7 +137,7 @@ class DiffusionFineTuner(keras.Model):
 
     def __init__(self, diffusion_model, image_encoder=None, text_encoder=None, **kwargs):
         super().__init__(**kwargs)
-        recompute_in_backward(diffusion_model)  # The same functions; the backward pass keeps no attention matrices.
+        recompute_in_backward(diffusion_model)  # The same functions, keeping less for the backward pass.
         self.diffusion_model = diffusion_model
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
