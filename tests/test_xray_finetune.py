@@ -8,8 +8,10 @@ and a killed run resumed on the real networks, in test_xray_adapt_flow.py.
 
 import os
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from conftest import fingerprint
@@ -17,9 +19,9 @@ from genlab.errors import UserError
 from genlab.files import read_csv, write_csv
 from image_folders import make_shapes_folder
 from programs import kill_when, run_program, start_standin
-from standin_sd import FINETUNE_KILL_CONFIG, image_encoder, standin_models
+from standin_sd import FINETUNE_KILL_CONFIG, WIDTH, diffusion_model, image_encoder, standin_models
 from xray.config import FinetuneConfig
-from xray.finetune import UpdatePlan, finetune, read_training_images, training_examples, write_merged
+from xray.finetune import DiffusionFineTuner, UpdatePlan, finetune, read_training_images, training_examples, write_merged
 from xray.keras_cv_files import KERAS_CV_FILES
 
 TRAINS = pytest.mark.slow  # Trains (stand-in networks, but TensorFlow's graphs still take seconds to trace).
@@ -76,6 +78,21 @@ def test_every_batch_is_a_function_of_the_seed_and_its_number(shapes, clip_token
     assert not np.array_equal(first["noise"], plan.batch(8)["noise"])
     seen = np.concatenate([plan.batch(n)["x"][:, 0, 0, 0] for n in range(6)])  # 6 batches of 2 = one pass over 12.
     assert sorted(seen) == list(range(12))
+
+
+def test_fit_traces_the_training_step_once():
+    # Were the optimizer's slots made while tracing, tf.function would trace the step again and
+    # keep both graphs: with the real U-Net, hundreds of megabytes.
+    model = DiffusionFineTuner(diffusion_model(64))
+    traces, step = [], model.train_step
+    model.train_step = lambda data: (traces.append(1), step(data))[1]
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.standard_normal((1, 8, 8, 4), dtype=np.float32), "signal": np.float32([0.7]),
+             "noise_level": np.float32([0.7]), "timestep_embedding": np.zeros((1, 320), np.float32),
+             "noise": rng.standard_normal((1, 8, 8, 4), dtype=np.float32), "context": np.zeros((1, 77, WIDTH), np.float32)}
+    model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=3, epochs=1, verbose=0)
+    assert len(traces) == 1 and int(model.optimizer.iterations) == 3
 
 
 @TRAINS

@@ -147,6 +147,13 @@ class DiffusionFineTuner(keras.Model):
     def metrics(self):
         return [self.loss_tracker]
 
+    def compile(self, optimizer, **kwargs):
+        super().compile(optimizer=optimizer, **kwargs)
+        # The optimizer's slots are made here, not while `fit` traces the first step: a
+        # tf.function that creates variables is traced a second time, and the first trace's
+        # graph of the whole U-Net stays in memory.
+        self.optimizer.build(self.trainable_variables)
+
     def noise_loss(self, data, training):
         """Mean squared error between the noise added to each row's latents and the U-Net's prediction of it."""
         latents = data["x"] if self.image_encoder is None else self.image_encoder(data["x"], training=False)
@@ -402,7 +409,6 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model = DiffusionFineTuner(models.diffusion_model, encoder_in_step, text_in_step)
     model.compile(optimizer=optimizer)
-    optimizer.build(model.trainable_variables)
 
     os.makedirs(out_dir, exist_ok=True)
     weights_path = os.path.join(out_dir, FULL_UNET_FILE if config.full_unet else ADAPTERS_FILE)
