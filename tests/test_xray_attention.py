@@ -84,28 +84,46 @@ def test_grappler_keeps_the_backward_passes_recomputation():
 
 def test_each_chunk_waits_on_the_one_before():
     """So that the executor, which runs whatever is ready, holds one chunk's matrices at a time."""
-    spec = tf.TensorSpec((1, 2, 48, 8))
+    chunk, tokens, chunks = 8, 48, 6
+    spec = tf.TensorSpec((1, 2, tokens, 8))
 
     @tf.function
     def step(q, k, v):
         with tf.GradientTape() as tape:
             tape.watch([q, k, v])
-            loss = tf.reduce_sum(tf.square(attention(q, k, v, 0.3, chunk=16)))  # Its gradient needs every chunk.
+            loss = tf.reduce_sum(tf.square(attention(q, k, v, 0.3, chunk=chunk)))  # Its gradient needs every chunk.
         return tape.gradient(loss, [q, k, v])
 
     operations = step.get_concrete_function(spec, spec, spec).graph.get_operations()
+    known = {}
 
     def ancestors(op):
-        seen, stack = set(), [op]
-        while stack:
-            current = stack.pop()
-            for parent in [t.op for t in current.inputs] + list(current.control_inputs):
-                if parent not in seen:
-                    seen.add(parent)
-                    stack.append(parent)
-        return seen
+        if op not in known:
+            seen, stack = set(), [op]
+            while stack:
+                current = stack.pop()
+                for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+                    if parent not in seen:
+                        seen.add(parent)
+                        stack.append(parent)
+            known[op] = seen
+        return known[op]
 
     exps = [op for op in operations if op.type == "Exp"]  # Each chunk's probabilities, forward and backward.
-    assert len(exps) == 2 * 3
+    assert len(exps) == 2 * chunks
     order = sorted(exps, key=lambda op: len(ancestors(op)))
     assert all(earlier in ancestors(later) for earlier, later in zip(order, order[1:]))  # One chain.
+
+    # Two (chunk x tokens) matrices can be alive at once unless every reader of one runs before
+    # the other is made. Those that can fall into one group per chunk and pass, never more.
+    matrices = [t for op in operations for t in op.outputs if t.shape.rank == 4 and t.shape[-2:] == (chunk, tokens)]
+
+    def alive_together(a, b):
+        gone_before = lambda x, y: all(reader in ancestors(y.op) for reader in x.consumers())  # noqa: E731
+        return not gone_before(a, b) and not gone_before(b, a)
+
+    groups = []  # Lists of indices into `matrices` (tensors do not compare with ==).
+    for i, matrix in enumerate(matrices):
+        joined = [g for g in groups if any(alive_together(matrix, matrices[j]) for j in g)]
+        groups = [g for g in groups if g not in joined] + [[i] + sum(joined, [])]
+    assert len(groups) == 2 * chunks

@@ -10,9 +10,9 @@ formula.
 
 Two things make the recomputation real in a graph. The recomputing ops wait on the incoming
 gradient: otherwise Grappler's common-subexpression pass merges them with the forward pass's
-identical ops, and the forward's matrices are kept after all. And each chunk waits on the one
-before, so that the executor, which runs whatever is ready, holds one chunk's matrices at a
-time rather than all of them.
+identical ops, and the forward's matrices are kept after all. And each chunk waits until the
+one before has used all its matrices, so that the executor, which runs whatever is ready,
+holds one chunk's matrices at a time rather than all of them.
 """
 
 import types
@@ -32,14 +32,14 @@ def attention(q, k, v, scale, chunk=QUERY_CHUNK):
     starts = range(0, q.shape[2], chunk)
 
     def scores(i, after):
-        with tf.control_dependencies([after]):
+        with tf.control_dependencies(after):
             return tf.matmul(q[:, :, i : i + chunk], k, transpose_b=True)
 
     @tf.custom_gradient
     def core(q, k, v):
         outputs, normalizers = [q], []
         for i in starts:
-            s = scores(i, outputs[-1])
+            s = scores(i, outputs[-1:])
             peak = tf.reduce_max(s, axis=-1, keepdims=True)
             e = tf.exp(s - peak)
             total = tf.reduce_sum(e, axis=-1, keepdims=True)
@@ -50,15 +50,19 @@ def attention(q, k, v, scale, chunk=QUERY_CHUNK):
         def gradient(d_output):
             # With P = softmax(S): dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO * O)).
             row_dot = tf.reduce_sum(d_output * output, axis=-1, keepdims=True)
-            d_q, d_k, d_v = [d_output], tf.zeros_like(k), tf.zeros_like(v)
+            d_q, d_k, d_v = [], tf.zeros_like(k), tf.zeros_like(v)
+            done = [d_output]  # A chunk starts when the one before has used all its matrices.
             for i, normalizer in zip(starts, normalizers):
-                p = tf.exp(scores(i, d_q[-1]) - normalizer)
+                p = tf.exp(scores(i, done) - normalizer)
                 d_out = d_output[:, :, i : i + chunk]
                 d_v += tf.matmul(p, d_out, transpose_a=True)
-                d_scores = p * (tf.matmul(d_out, v, transpose_b=True) - row_dot[:, :, i : i + chunk])
+                with tf.control_dependencies(done):  # dP depends on no other chunk: it would be computed for all at once.
+                    d_p = tf.matmul(d_out, v, transpose_b=True)
+                d_scores = p * (d_p - row_dot[:, :, i : i + chunk])
                 d_q.append(tf.matmul(d_scores, k))
                 d_k += tf.matmul(d_scores, q[:, :, i : i + chunk], transpose_a=True)
-            return tf.concat(d_q[1:], axis=2), d_k, d_v
+                done = [d_q[-1], d_k, d_v]
+            return tf.concat(d_q, axis=2), d_k, d_v
 
         return output, gradient
 
