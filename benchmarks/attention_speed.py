@@ -30,7 +30,7 @@ import time
 
 from absl import app, flags
 
-from machine import describe_machine, print_row_result, run_row_processes, tensorflow_threads
+from machine import describe_machine, print_row_result, run_row_processes
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
@@ -66,11 +66,11 @@ def project_row(tokens, batch, training, precision, repeats, chunked):
     return _time(lambda: tf.nest.map_structure(lambda t: t.numpy(), call()), repeats)
 
 
-def diffusers_row(tokens, batch, training, precision, repeats, fused):
+def diffusers_row(tokens, batch, training, precision, repeats, threads, fused):
     import torch
     from diffusers.models.attention_processor import Attention, AttnProcessor
 
-    torch.set_num_threads(tensorflow_threads())
+    torch.set_num_threads(threads)
     layer = Attention(CHANNELS, heads=HEADS, dim_head=CHANNELS // HEADS)
     if not fused:
         layer.set_processor(AttnProcessor())
@@ -101,7 +101,7 @@ def run_row(row):
     if row["mode"].startswith("project"):
         times = project_row(tokens, batch, training, row["precision"], row["repeats"], chunked=row["mode"] == "project_chunked")
     else:
-        times = diffusers_row(tokens, batch, training, row["precision"], row["repeats"], fused=row["mode"] == "diffusers")
+        times = diffusers_row(tokens, batch, training, row["precision"], row["repeats"], row["threads"], fused=row["mode"] == "diffusers")
     print_row_result(row, tokens=tokens, seconds=statistics.median(times))
 
 

@@ -36,7 +36,7 @@ import time
 from absl import app, flags
 
 from genlab.runtime import use_onednn_kernels
-from machine import describe_machine, print_row_result, run_row_processes, tensorflow_threads
+from machine import describe_machine, print_row_result, run_row_processes
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
@@ -122,16 +122,14 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
     return times, ops
 
 
-def diffusers_row(size, precision, steps, rank, profile=False):
+def diffusers_row(size, precision, steps, rank, threads, profile=False):
     import torch
     from diffusers import UNet2DConditionModel
     from peft import LoraConfig
 
-    from xray.export import UNET_CONFIG
-
-    torch.set_num_threads(tensorflow_threads())
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**UNET_CONFIG)
+    unet = UNet2DConditionModel(cross_attention_dim=768)  # diffusers' defaults are SD 1.x's but for the text width.
     unet.requires_grad_(False)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
                                 target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
@@ -167,7 +165,7 @@ def diffusers_row(size, precision, steps, rank, profile=False):
 def run_row(row):
     args = (row["size"], row["precision"], row["steps"], row["rank"])
     if row["mode"] == "diffusers":
-        times, ops = diffusers_row(*args, profile=row["profile"])
+        times, ops = diffusers_row(*args, row["threads"], profile=row["profile"])
     else:
         times, ops = project_row(*args, onednn=row["mode"] == "project", profile=row["profile"])
     profile = {"op_seconds": sum(ops.values()), "top_ops": ops.most_common(TOP_OPS)} if ops else {}

@@ -52,7 +52,8 @@ def describe_onednn(library):
 
 
 def tensorflow_threads():
-    """TensorFlow's intra-op thread count (the CPU count by default): PyTorch peers get the same."""
+    """TensorFlow's intra-op thread count (the CPU count by default). `run_row_processes` puts it
+    in every row, so PyTorch peers get the same without loading TensorFlow themselves."""
     import tensorflow as tf
 
     return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
@@ -63,13 +64,18 @@ def print_row_result(row, **figures):
     import resource
 
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print("RESULT " + json.dumps(dict(row, **figures, peak_gib=peak_gib, threads=tensorflow_threads())))
+    print("RESULT " + json.dumps(dict(row, **figures, peak_gib=peak_gib)))
 
 
 def run_row_processes(script, rows):
     """Runs `script --row=JSON` for each row in a process of its own, so its peak memory is its own;
-    yields (row, result) for each row that finished, after printing why any other failed."""
+    yields (row, result) for each row that finished, after printing why any other failed.
+
+    Each row gets `threads`, TensorFlow's thread count, for PyTorch peers: a peer's process that
+    loaded TensorFlow to ask would count TensorFlow's memory as its own."""
+    threads = tensorflow_threads()
     for row in rows:
+        row = dict(row, threads=threads)
         done = subprocess.run([sys.executable, script, f"--row={json.dumps(row)}"], capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if lines:

@@ -79,12 +79,12 @@ def measure_project(size, precision, mode, steps, tokenizer_path):
     return time_image(image, steps)
 
 
-def measure_diffusers(size, precision, steps):
+def measure_diffusers(size, precision, steps, threads):
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.set_num_threads(tensorflow_threads())
+    torch.set_num_threads(threads)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
     # diffusers' U-Net defaults are SD 1.x's but for the text width (768); its VAE's are a toy's.
     unet = UNet2DConditionModel(cross_attention_dim=768).eval().to(dtype)
@@ -115,7 +115,7 @@ def measure_diffusers(size, precision, steps):
 
 def run_row(row):
     if row["mode"] == "diffusers":
-        step, image = measure_diffusers(row["size"], row["precision"], row["steps"])
+        step, image = measure_diffusers(row["size"], row["precision"], row["steps"], row["threads"])
     else:
         step, image = measure_project(row["size"], row["precision"], row["mode"], row["steps"], row["tokenizer_path"])
     print_row_result(row, seconds_per_step=step, seconds_per_image=image)
