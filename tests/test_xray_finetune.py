@@ -82,7 +82,7 @@ def test_every_batch_is_a_function_of_the_seed_and_its_number(shapes, clip_token
 
 def test_fit_traces_the_training_step_once():
     # Were the optimizer's slots made while tracing, tf.function would trace the step again and
-    # keep both graphs: with the real U-Net, hundreds of megabytes.
+    # keep both graphs: with the real U-Net, a second graph of the whole network in memory.
     model = DiffusionFineTuner(diffusion_model(64))
     traces, step = [], model.train_step
     model.train_step = lambda data: (traces.append(1), step(data))[1]
