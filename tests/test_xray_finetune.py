@@ -11,7 +11,6 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
 from conftest import fingerprint
@@ -23,6 +22,7 @@ from standin_sd import FINETUNE_KILL_CONFIG, WIDTH, diffusion_model, image_encod
 from xray.config import FinetuneConfig
 from xray.finetune import DiffusionFineTuner, UpdatePlan, finetune, read_training_images, training_examples, write_merged
 from xray.keras_cv_files import KERAS_CV_FILES
+from xray.sampler import NoiseSchedule
 
 TRAINS = pytest.mark.slow  # Trains (stand-in networks, but TensorFlow's graphs still take seconds to trace).
 SMALL = FinetuneConfig(image_size=128, full_unet=True, max_steps=20, checkpoint_every=5, sample_every=10, sample_steps=2,
@@ -87,11 +87,11 @@ def test_fit_traces_the_training_step_once():
     traces, step = [], model.train_step
     model.train_step = lambda data: (traces.append(1), step(data))[1]
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    rng = np.random.default_rng(0)
-    batch = {"x": rng.standard_normal((1, 8, 8, 4), dtype=np.float32), "signal": np.float32([0.7]),
-             "noise_level": np.float32([0.7]), "timestep_embedding": np.zeros((1, 320), np.float32),
-             "noise": rng.standard_normal((1, 8, 8, 4), dtype=np.float32), "context": np.zeros((1, 77, WIDTH), np.float32)}
-    model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=3, epochs=1, verbose=0)
+    latents = np.random.default_rng(0).standard_normal((4, 8, 8, 4), dtype=np.float32)
+    contexts = np.zeros((2, 77, WIDTH), np.float32)  # One caption and "".
+    plan = UpdatePlan(latents, np.zeros(4, int), ["a circle", ""], NoiseSchedule.keras_cv(),
+                      FinetuneConfig(image_size=64, batch_size=1), contexts=contexts)
+    model.fit(plan.dataset(0, 3), epochs=1, verbose=0)
     assert len(traces) == 1 and int(model.optimizer.iterations) == 3
 
 
