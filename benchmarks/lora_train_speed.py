@@ -11,13 +11,17 @@ adapters only, one AdamW update. Latents and text states are random, as with cac
 what is timed is the U-Net's forward and backward pass and the update.
 
 - project: `xray.finetune.DiffusionFineTuner` on KerasCV's U-Net with Keras's `enable_lora`,
-  `mixed_bfloat16` for bfloat16, with TensorFlow's oneDNN kernels on, as genlab-xray-finetune
-  runs it (`genlab.runtime.use_onednn_kernels`).
+  `mixed_bfloat16` for bfloat16 with the frozen weights stored in bfloat16 and the adapters in
+  float32 (`build_network(frozen=True)`), TensorFlow's oneDNN kernels on, as genlab-xray-finetune
+  runs it without --merge (`genlab.runtime.use_onednn_kernels`).
 - project_tf_kernels: the same with the kernels TensorFlow chooses by itself (oneDNN only on
   CPUs with AVX-512 VNNI/BF16 or AMX; `--nocpu_onednn`).
 - diffusers: `UNet2DConditionModel` with SD 1.x's config, `add_adapter(LoraConfig(...))` as
-  diffusers' `train_text_to_image_lora.py` does (base frozen, adapters float32), and
-  `torch.autocast(bfloat16)` for bfloat16. PyTorch gets as many threads as TensorFlow uses.
+  diffusers' `train_text_to_image_lora.py` does: base frozen and, for bfloat16, cast to bfloat16
+  (its "all non-trainable weights to half-precision"), run under `torch.autocast(bfloat16)` as
+  Accelerate's bf16 mixed precision runs it. Adapters float32, as the project's
+  (`cast_training_params`; the script upcasts them only for float16, so its bfloat16 adapters
+  are bfloat16, a few MB smaller). PyTorch gets as many threads as TensorFlow uses.
 
 The headline is the ratio of seconds per step at matched precision; peak memory follows.
 With `--profile`, each row also profiles one more step and prints where it went: the op types
@@ -94,7 +98,7 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
     from xray.networks import build_network
     from xray.sampler import timestep_embedding
 
-    unet = build_network("diffusion_model", size, "mixed_bfloat16" if precision == "bfloat16" else "float32")
+    unet = build_network("diffusion_model", size, "mixed_bfloat16" if precision == "bfloat16" else "float32", frozen=True)
     for variable in unet.weights:
         variable.trainable = False
     add_adapters("diffusion_model", unet, rank, ("attention",))
@@ -125,14 +129,18 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
 def diffusers_row(size, precision, steps, rank, threads, profile=False):
     import torch
     from diffusers import UNet2DConditionModel
+    from diffusers.training_utils import cast_training_params
     from peft import LoraConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     unet = UNet2DConditionModel(cross_attention_dim=768)  # diffusers' defaults are SD 1.x's but for the text width.
     unet.requires_grad_(False)
+    if precision == "bfloat16":
+        unet.to(dtype=torch.bfloat16)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
                                 target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    cast_training_params(unet, dtype=torch.float32)  # PEFT makes adapters in the base's dtype.
     parameters = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=1e-4)
     side = size // 8

@@ -45,7 +45,8 @@ flags.DEFINE_bool("cache_latents", _DEFAULTS.cache_latents, "Encode each image w
 flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Updates between resume points, weight files and curve updates.")
 flags.DEFINE_integer("sample_every", _DEFAULTS.sample_every, "Updates between sample rows (fixed prompts and seeds); 0 for none.", lower_bound=0)
 flags.DEFINE_integer("sample_steps", _DEFAULTS.sample_steps, "DDIM steps of each sample image.")
-flags.DEFINE_bool("merge", False, "Also write the adapters merged into full KerasCV weight files, OUTPUT_DIR/merged, for --weights=local.")
+flags.DEFINE_bool("merge", False, "Also write the adapters merged into full KerasCV weight files, OUTPUT_DIR/merged, for --weights=local. "
+                  "Under a mixed --precision this keeps the frozen weights in float32 while training, about twice their memory.")
 flags.DEFINE_bool("cpu_onednn", True, "On a CPU, run TensorFlow's oneDNN kernels, which it turns on by itself only on CPUs with "
                   "AVX-512 VNNI/BF16 or AMX: attention's matrix products are much faster at 512 px. No effect on GPUs.")
 flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy, as genlab-train-gan's.")
@@ -86,10 +87,13 @@ def main():
 
     keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
+    # Weights that never train are stored in the compute dtype under a mixed precision, unless
+    # --merge will write them out, which needs them exact.
+    frozen = not (FLAGS.full_unet or FLAGS.merge)
     with strategy.scope():
         models = load_stable_diffusion(FLAGS.image_size, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path,
-                                       precision=FLAGS.precision, check_texts=sorted({e.caption for e in examples}))
-        image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path, FLAGS.precision)
+                                       precision=FLAGS.precision, check_texts=sorted({e.caption for e in examples}), frozen=frozen)
+        image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path, FLAGS.precision, frozen=frozen)
         result = finetune(models, image_encoder, examples, FLAGS.output_dir, config, init_lora=FLAGS.init_lora, images=images)
     print(f"{result.steps} updates done ({result.seconds:.0f} s this run). Loss on the fixed probe batches: "
           f"{result.first_probe_loss:.4f} before training, {result.last_probe_loss:.4f} now. {result.weights_file}")

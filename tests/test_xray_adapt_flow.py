@@ -23,10 +23,13 @@ from xray.lora import merge_adapters, read_adapters
 pytestmark = pytest.mark.slow  # Trains KerasCV's real U-Net, then builds the networks again to generate.
 
 
-def finetune_args(data, out, clip_bpe_path):
+def finetune_args(data, out, clip_bpe_path, precision="float32"):
+    # float32 unless a test asks: the same on every CPU, and with or without --merge the same
+    # random weights (under a mixed precision, a run without --merge stores them in bfloat16 and
+    # draws other ones).
     return [f"--data_dir={data}", f"--output_dir={out}", "--weights=random", f"--tokenizer_path={clip_bpe_path}",
             "--image_size=128", "--max_steps=8", "--checkpoint_every=4", "--sample_steps=2", "--warmup_steps=0",
-            "--learning_rate=5e-3", "--caption_dropout=0"]
+            "--learning_rate=5e-3", "--caption_dropout=0", f"--precision={precision}"]
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +61,22 @@ def test_a_killed_adaptation_resumes_to_where_the_uninterrupted_one_ends(tmp_pat
     for name, column in (("probe_loss.csv", "probe_loss"), ("history.csv", "loss")):
         losses = [[float(row[column]) for row in read_csv(run / name)] for run in (killed, whole)]
         np.testing.assert_allclose(*losses, rtol=1e-5, err_msg=name)
+
+
+def test_adapters_train_on_frozen_weights_kept_in_bfloat16(tmp_path, adapted, clip_bpe_path):
+    """Without --merge, a mixed precision stores the frozen weights in bfloat16 (test_xray_lora_real:
+    computing what the float32 weights do). The whole loop runs on them: latents cached by the VAE
+    encoder, captions encoded, float32 adapters trained, sample rows drawn."""
+    data, _ = adapted
+    out = tmp_path / "bf16"
+    args = finetune_args(data, out, clip_bpe_path, precision="mixed_bfloat16")
+    result = run_program("scripts.finetune_xrays", args + ["--max_steps=4", "--sample_every=4"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    adapters, record = read_adapters(str(out / "lora.safetensors"))
+    assert len(adapters) == 16 * 2 * 4 and record["steps"] == 4
+    assert all(np.abs(b).max() > 0 for _, b in adapters.values())  # B starts at zero: every adapter trained.
+    assert np.isfinite([float(row["probe_loss"]) for row in read_csv(out / "probe_loss.csv")]).all()
+    assert sorted(os.listdir(out / "samples")) == ["step_000000.png", "step_000004.png"]
 
 
 def test_adapt_generate_judge(tmp_path, adapted):

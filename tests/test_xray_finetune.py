@@ -169,3 +169,15 @@ def test_bad_data_gets_one_line_and_leaves_nothing(tmp_path, make, message):
                                                      "--image_size=128", "--max_steps=2", "--checkpoint_every=1"])
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_merging_refuses_networks_whose_weights_are_rounded(tmp_path, clip_tokenizer):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("bfloat16")  # What build_network(frozen=True) stores under mixed_bfloat16.
+    try:
+        encoder = image_encoder()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    with pytest.raises(ValueError, match="frozen=False"):
+        write_merged(str(tmp_path / "merged"), standin_models(clip_tokenizer), encoder, {}, "random")
+    assert not (tmp_path / "merged").exists()

@@ -113,3 +113,52 @@ def test_files_for_another_architecture_or_rank_are_refused(tmp_path, adapted):
     other_rank = {module: layer for module, layer in add_adapters("text_encoder", text_encoder(), rank=8).items()}
     with pytest.raises(UserError, match="has rank 4 adapters on 48 modules; this run trains rank 8"):
         load_adapters_into(other_rank, path)
+
+
+def test_frozen_weights_in_bfloat16_compute_what_mixed_precision_computes(tmp_path):
+    """`build_network(frozen=True)` under mixed_bfloat16 (what genlab-xray-finetune trains adapters
+    with): weights stored in bfloat16, adapters in float32, and from the same weights file the
+    same output and adapter gradients as the mixed policy's float32 weights, bit for bit. A
+    training step changes the adapters and nothing else."""
+    import tensorflow as tf
+
+    written = str(tmp_path / "kcv_encoder.h5")
+    keras.utils.set_random_seed(0)
+    save_keras_cv_weights(build_network("text_encoder", 128, "float32"), written)
+    results, networks = [], []
+    for frozen in (False, True):
+        network = build_network("text_encoder", 128, "mixed_bfloat16", frozen=frozen)
+        network.load_weights(written)  # Keras's legacy reader: float32 values into bfloat16 weights.
+        assert {w.dtype for w in network.weights} == {"bfloat16" if frozen else "float32"}
+        freeze_all_but_adapters(network)
+        adapters = add_adapters("text_encoder", network, rank=4, groups=("attention",))
+        rng = np.random.default_rng(2)
+        for layer in adapters.values():
+            layer.lora_kernel_b.assign(rng.normal(scale=0.05, size=layer.lora_kernel_b.shape))
+        assert {v.dtype for v in network.trainable_variables} == {"float32"} and len(network.trainable_variables) == 96
+        tokens = np.random.default_rng(1).integers(0, 49408, (2, MAX_PROMPT_TOKENS)).astype("int32")
+        positions = np.tile(np.arange(MAX_PROMPT_TOKENS, dtype="int32"), (2, 1))
+        weights = tf.sin(tf.range(2 * MAX_PROMPT_TOKENS * 768, dtype=tf.float32))  # Every output element matters differently.
+
+        @tf.function
+        def output_and_gradients():
+            with tf.GradientTape() as tape:
+                output = tf.cast(network({"tokens": tokens, "positions": positions}, training=True), "float32")
+                loss = tf.reduce_sum(tf.reshape(output, [-1]) * weights)
+            return output, tape.gradient(loss, network.trainable_variables)
+
+        output, gradients = output_and_gradients()
+        results.append([output.numpy()] + [g.numpy() for g in gradients])
+        networks.append(network)
+    for got, expected in zip(*results):
+        np.testing.assert_array_equal(got, expected)
+    assert np.abs(results[0][2]).max() > 0  # The adapters' gradients are not trivially zero.
+
+    frozen_network = networks[1]
+    before = fingerprint(frozen_network)
+    optimizer = keras.optimizers.AdamW(1e-3)
+    optimizer.apply(results[1][1:], frozen_network.trainable_variables)
+    after = fingerprint(frozen_network)
+    changed = {i for i, (a, b) in enumerate(zip(before, after)) if a != b}
+    trainable = {id(v) for v in frozen_network.trainable_variables}
+    assert changed == {i for i, w in enumerate(frozen_network.weights) if id(w) in trainable} and len(changed) == 96

@@ -470,6 +470,10 @@ def write_merged(out_dir, models, image_encoder, adapters, weights, weights_path
     run in graph mode after it is deleted, so a second set would add a second set's memory.
     The VAE encoder, the tokenizer and, for a converted checkpoint, its schedule go beside them.
     """
+    networks = [models.text_encoder, models.diffusion_model, models.decoder, image_encoder]
+    if any(weight.dtype in ("bfloat16", "float16") for network in networks for weight in network.weights):
+        raise ValueError("write_merged needs networks loaded with frozen=False: frozen ones hold their weights rounded "
+                         "to the compute dtype, and merged files would keep the rounding")
     values = merged_values(adapters)
     os.makedirs(out_dir, exist_ok=True)
     for name, (file_name, _) in KERAS_CV_FILES.items():

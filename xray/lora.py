@@ -52,9 +52,15 @@ def target_layers(network_name, network, groups=("attention", "feed_forward")):
 
 def add_adapters(network_name, network, rank, groups=("attention",), seed=0):
     """Enables Keras's LoRA of `rank` on the targeted layers (their kernels freeze), computed as
-    `factored_call` does; returns the layers by module name."""
+    `factored_call` does; returns the layers by module name.
+
+    Adapters are float32 whatever dtype the frozen weights are stored in (`build_network`'s
+    `frozen`): an update smaller than bfloat16's rounding of a weight would be lost.
+    """
     layers = target_layers(network_name, network, groups)
     for index, layer in enumerate(layers.values()):
+        if layer.dtype_policy.variable_dtype != "float32":
+            layer.dtype_policy = f"mixed_{layer.compute_dtype}"  # New weights float32, computed as before.
         layer.enable_lora(rank, a_initializer=keras.initializers.HeUniform(seed=seed + index))
         layer.call = types.MethodType(factored_call, layer)
     return layers

@@ -15,8 +15,19 @@ IMAGE_ENCODER = "image_encoder"  # The VAE's encoder: images to latents, for fin
 MAX_PROMPT_TOKENS = 77  # CLIP's context: a start token, 75 prompt tokens and an end token.
 
 
-def build_network(name, image_size, precision):
-    """One of KerasCV's networks (NETWORKS or IMAGE_ENCODER), untrained, with layers in `precision`."""
+def build_network(name, image_size, precision, frozen=False):
+    """One of KerasCV's networks (NETWORKS or IMAGE_ENCODER), untrained, with layers in `precision`.
+
+    `frozen`: the network's own weights will not train (it runs forward, or trains adapters,
+    which `xray.lora.add_adapters` keeps in float32). Under a mixed policy its weights are then
+    stored in the compute dtype, as diffusers' training scripts store frozen weights: half the
+    memory, and nothing kept for the backward pass but the weights themselves, where a mixed
+    policy keeps a half-precision copy of each. It computes exactly what the mixed policy
+    computes from the same weights, which it holds rounded to the compute dtype.
+    """
+    policy = keras.dtype_policies.get(precision)
+    if frozen:
+        precision = policy.compute_dtype
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)  # Layers take the policy when they are built.
     try:

@@ -60,12 +60,13 @@ class StableDiffusionModels:
 
 
 def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", tokenizer_path="",
-                          precision="auto", jit_compile=False, check_texts=(), loras=()):
+                          precision="auto", jit_compile=False, check_texts=(), loras=(), frozen=False):
     """Builds KerasCV's Stable Diffusion v1 networks at `image_size` pixels with weights from `weights`.
 
     `loras` are (LoRA file, scale) pairs, merged into the weights once loaded. Files are found
     (or downloaded), LoRA files read and `check_texts` tokenized first, so a bad source or an
-    over-long prompt fails in seconds, before the networks are built.
+    over-long prompt fails in seconds, before the networks are built. `frozen`: no network's
+    own weights will train (`xray.networks.build_network`).
     """
     if image_size <= 0 or image_size % 128:
         raise UserError(f"--image_size={image_size} is not a positive multiple of 128 (the U-Net halves it 3 times, the VAE 3 times more); try 256 or 512")
@@ -99,7 +100,7 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
         weight_source += " + " + describe_lora(path, scale)
     networks = {}
     for name in NETWORKS:  # Built and loaded one by one, so a wrong first file fails fast.
-        network = networks[name] = build_network(name, image_size, precision)
+        network = networks[name] = build_network(name, image_size, precision, frozen)
         if weights == "diffusers":
             checkpoint.load_weights(name, network)
         elif files:
@@ -113,9 +114,9 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
     return StableDiffusionModels(tokenizer, *networks.values(), weight_source, schedule, image_size, precision, numerics)
 
 
-def load_image_encoder(weights="keras_cv", weights_path="", precision="float32"):
+def load_image_encoder(weights="keras_cv", weights_path="", precision="float32", frozen=False):
     """KerasCV's VAE encoder (images to latents, for fine-tuning) from the same four sources."""
-    network = build_network(IMAGE_ENCODER, image_size=None, precision=resolve_precision(precision))
+    network = build_network(IMAGE_ENCODER, image_size=None, precision=resolve_precision(precision), frozen=frozen)
     name, file_hash = IMAGE_ENCODER_FILE
     if weights == "diffusers":
         open_checkpoint(weights_path).load_weights(IMAGE_ENCODER, network)
