@@ -80,7 +80,7 @@ def standin_builds(monkeypatch):
     """Stand-in networks where KerasCV's would be built; returns {network: weight file loaded into it}."""
     builders = {"text_encoder": standin_sd.text_encoder, "diffusion_model": lambda: standin_sd.diffusion_model(128),
                 "decoder": lambda: standin_sd.decoder(128)}
-    monkeypatch.setattr(weights, "build_network", lambda name, image_size, precision: builders[name]())
+    monkeypatch.setattr(weights, "build_network", lambda name, image_size, precision, frozen=False: builders[name]())
     loaded = {}
     monkeypatch.setattr(weights, "_load_keras_cv_file", lambda network, path: loaded.setdefault(network.name, path))
     return loaded

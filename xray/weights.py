@@ -100,7 +100,7 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
         weight_source += " + " + describe_lora(path, scale)
     networks = {}
     for name in NETWORKS:  # Built and loaded one by one, so a wrong first file fails fast.
-        network = networks[name] = build_network(name, image_size, precision, frozen)
+        network = networks[name] = build_network(name, image_size, precision, frozen=frozen)
         if weights == "diffusers":
             checkpoint.load_weights(name, network)
         elif files:
