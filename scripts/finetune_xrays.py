@@ -88,7 +88,7 @@ def main():
     keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
     # Weights that never train are stored in the compute dtype under a mixed precision, unless
-    # --merge will write them out, which needs them exact.
+    # the whole U-Net trains (float32 master weights) or --merge will write them out (exactly).
     frozen = not (FLAGS.full_unet or FLAGS.merge)
     with strategy.scope():
         models = load_stable_diffusion(FLAGS.image_size, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path,
