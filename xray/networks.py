@@ -25,9 +25,8 @@ def build_network(name, image_size, precision, frozen=False):
     policy keeps a half-precision copy of each. It computes exactly what the mixed policy
     computes from the same weights, which it holds rounded to the compute dtype.
     """
-    policy = keras.dtype_policies.get(precision)
     if frozen:
-        precision = policy.compute_dtype
+        precision = keras.dtype_policies.get(precision).compute_dtype
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)  # Layers take the policy when they are built.
     try:
