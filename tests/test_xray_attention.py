@@ -24,6 +24,18 @@ def test_chunks_give_softmax_attention_and_its_gradients():
         assert_close(output_and_gradients(lambda *t: attention(*t, 0.35, chunk=chunk), [q, k, v]), expected)
 
 
+def test_bfloat16_inputs_multiply_in_bfloat16_and_give_softmax_attention_to_its_round_off():
+    rng = np.random.default_rng(2)
+    q, k, v = (tf.cast(rng.standard_normal((2, 3, n, 8)) * 2, tf.bfloat16) for n in (10, 7, 7))
+    as_float = lambda tensors: [tf.cast(t, tf.float32) for t in tensors]  # noqa: E731
+    expected = output_and_gradients(lambda *t: softmax_attention(*t, 0.35), as_float([q, k, v]))
+    got = tf.function(lambda: output_and_gradients(lambda *t: tf.cast(attention(*t, 0.35, chunk=4), tf.float32), [q, k, v]))
+    for i, (a, b) in enumerate(zip(as_float(got()), expected)):
+        assert a.dtype == tf.float32 and np.abs(a - b).max() < 0.03 * np.abs(b).max(), i  # bfloat16 keeps 8 bits.
+    products = [op for op in got.get_concrete_function().graph.get_operations() if op.type == "BatchMatMulV2"]
+    assert products and all(op.get_attr("T") == tf.bfloat16 for op in products)
+
+
 def keras_cvs_geglu(h, units):
     layer = GEGLU(units)
     layer.dense = lambda inputs: inputs  # The formula after the projection.
@@ -78,8 +90,14 @@ def test_grappler_keeps_the_backward_passes_recomputation():
     graph, optimized = optimized_graph(step, spec, spec, spec)
     count = lambda op_type, nodes: sum(node.op == op_type for node in nodes)  # noqa: E731
     traced = [op.node_def for op in graph.get_operations()]
-    for op_type in ("Exp", "Tanh"):
+    for op_type in ("BatchMatMulV2", "Tanh"):  # The recomputed scores q k^T are products.
         assert count(op_type, optimized.node) == count(op_type, traced) > 0, op_type
+
+
+def softmax_calls(operations):
+    """The calls of xray.attention's XLA functions that exponentiate a chunk's scores."""
+    return [op for op in operations if op.type.endswith("PartitionedCall")
+            and any(name in op.get_attr("f").name for name in ("_softmax_parts", "_probabilities"))]
 
 
 def test_each_chunk_waits_on_the_one_before():
@@ -109,7 +127,7 @@ def test_each_chunk_waits_on_the_one_before():
             known[op] = seen
         return known[op]
 
-    exps = [op for op in operations if op.type == "Exp"]  # Each chunk's probabilities, forward and backward.
+    exps = softmax_calls(operations)  # Each chunk's probabilities, forward and backward.
     assert len(exps) == 2 * chunks
     order = sorted(exps, key=lambda op: len(ancestors(op)))
     assert all(earlier in ancestors(later) for earlier, later in zip(order, order[1:]))  # One chain.

@@ -4,9 +4,14 @@ KerasCV's `CrossAttention` computes softmax(q k^T) v with whole matrices, and fo
 pass TensorFlow keeps softmax(q k^T): at 512 px that is (heads, 4096, 4096) floats in each of
 the five highest-resolution self-attentions. Here queries go in chunks, each keeping only its
 softmax's log-normalizer, and the backward pass computes the chunk's probabilities again (as
-FlashAttention does): the same function to float32 round-off, without those matrices.
+FlashAttention does): the same function to round-off, without those matrices.
 `GEGLU`'s tanh-approximated GELU likewise keeps only its input, not each intermediate of the
 formula.
+
+Products run in the inputs' dtype, as every other product of the network does (bfloat16
+under mixed_bfloat16, where they are several times faster than in float32); the softmax and
+its gradient run in float32, each as one XLA function, so that a chunk's matrix is read and
+written once by them rather than once by each elementwise op.
 
 Two things make the recomputation real in a graph. The recomputing ops wait on the incoming
 gradient: otherwise Grappler's common-subexpression pass merges them with the forward pass's
@@ -20,16 +25,44 @@ import types
 import tensorflow as tf
 from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention
 
-QUERY_CHUNK = 512  # Queries per chunk: (heads, 512, 4096) floats live at once at 512 px.
+# Bytes of one (heads, chunk, keys) matrix: 512 float32 or 1,024 bfloat16 queries a chunk at 512 px.
+CHUNK_BYTES = 64 * 2**20
 
 
-def attention(q, k, v, scale, chunk=QUERY_CHUNK):
-    """softmax(q k^T * scale) v for (batch, heads, tokens, head_size) tensors, computed in float32;
-    its gradient recomputes the probabilities chunk by chunk instead of keeping them."""
+def query_chunk(heads, keys, dtype):
+    """Queries per chunk, so that a chunk's (heads, chunk, keys) matrix takes `CHUNK_BYTES`."""
+    return max(1, CHUNK_BYTES // (heads * keys * tf.as_dtype(dtype).size))
+
+
+@tf.function(jit_compile=True)
+def _softmax_parts(scores, scale):
+    """exp(scores * scale - row max) in the scores' dtype, with float32 row sums and log-normalizers."""
+    s = tf.cast(scores, tf.float32) * scale
+    peak = tf.reduce_max(s, axis=-1, keepdims=True)
+    e = tf.exp(s - peak)
+    total = tf.reduce_sum(e, axis=-1, keepdims=True)
+    return tf.cast(e, scores.dtype), total, peak + tf.math.log(total)
+
+
+@tf.function(jit_compile=True)
+def _probabilities(scores, scale, normalizer):
+    return tf.cast(tf.exp(tf.cast(scores, tf.float32) * scale - normalizer), scores.dtype)
+
+
+@tf.function(jit_compile=True)
+def _score_gradient(p, d_p, row_dot, scale):
+    """The gradient for the unscaled scores: with P = softmax(S), dS = P (dP - rowsum(dO * O))."""
+    return tf.cast(tf.cast(p, tf.float32) * (tf.cast(d_p, tf.float32) - row_dot) * scale, p.dtype)
+
+
+def attention(q, k, v, scale, chunk=None):
+    """softmax(q k^T * scale) v for (batch, heads, tokens, head_size) tensors, products in their
+    dtype and softmax in float32; its gradient recomputes the probabilities chunk by chunk instead
+    of keeping them. `chunk` (queries) defaults to `query_chunk`'s."""
     dtype = q.dtype
-    q, k, v = (tf.cast(t, tf.float32) for t in (q, k, v))
-    q = q * scale  # Scaling (tokens, head_size) queries rather than each (tokens x tokens) matrix.
+    chunk = chunk or query_chunk(q.shape[1], k.shape[2], dtype)
     starts = range(0, q.shape[2], chunk)
+    f32 = lambda t: tf.cast(t, tf.float32)  # noqa: E731
 
     def scores(i, after):
         with tf.control_dependencies(after):
@@ -39,30 +72,28 @@ def attention(q, k, v, scale, chunk=QUERY_CHUNK):
     def core(q, k, v):
         outputs, normalizers = [q], []
         for i in starts:
-            s = scores(i, outputs[-1:])
-            peak = tf.reduce_max(s, axis=-1, keepdims=True)
-            e = tf.exp(s - peak)
-            total = tf.reduce_sum(e, axis=-1, keepdims=True)
-            outputs.append(tf.matmul(e, v) / total)  # Normalizing the (tokens, head_size) product, not e.
-            normalizers.append(peak + tf.math.log(total))
+            e, total, normalizer = _softmax_parts(scores(i, outputs[-1:]), scale)
+            outputs.append(f32(tf.matmul(e, v)) / total)  # Normalizing the (tokens, head_size) product, not e.
+            normalizers.append(normalizer)
         output = tf.concat(outputs[1:], axis=2)
 
         def gradient(d_output):
-            # With P = softmax(S): dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(dO * O)).
+            # With P = softmax(S): dV = P^T dO, dP = dO V^T, dS as `_score_gradient` computes it.
             row_dot = tf.reduce_sum(d_output * output, axis=-1, keepdims=True)
-            d_q, d_k, d_v = [], tf.zeros_like(k), tf.zeros_like(v)
+            d_output = tf.cast(d_output, dtype)
+            d_q, d_k, d_v = [], tf.zeros_like(k, tf.float32), tf.zeros_like(v, tf.float32)
             done = [d_output]  # A chunk starts when the one before has used all its matrices.
             for i, normalizer in zip(starts, normalizers):
-                p = tf.exp(scores(i, done) - normalizer)
+                p = _probabilities(scores(i, done), scale, normalizer)
                 d_out = d_output[:, :, i : i + chunk]
-                d_v += tf.matmul(p, d_out, transpose_a=True)
+                d_v += f32(tf.matmul(p, d_out, transpose_a=True))
                 with tf.control_dependencies(done):  # dP depends on no other chunk: it would be computed for all at once.
                     d_p = tf.matmul(d_out, v, transpose_b=True)
-                d_scores = p * (d_p - row_dot[:, :, i : i + chunk])
+                d_scores = _score_gradient(p, d_p, row_dot[:, :, i : i + chunk], scale)
                 d_q.append(tf.matmul(d_scores, k))
-                d_k += tf.matmul(d_scores, q[:, :, i : i + chunk], transpose_a=True)
+                d_k += f32(tf.matmul(d_scores, q[:, :, i : i + chunk], transpose_a=True))
                 done = [d_q[-1], d_k, d_v]
-            return tf.concat(d_q, axis=2), d_k, d_v
+            return tf.concat(d_q, axis=2), tf.cast(d_k, dtype), tf.cast(d_v, dtype)
 
         return output, gradient
 
