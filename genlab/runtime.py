@@ -50,6 +50,17 @@ def use_inference_only_kernels(environ=os.environ):
     return _set_before_tensorflow(INFERENCE_ONLY_ENVIRONMENT, environ)
 
 
+def keep_torch_out(modules=sys.modules):
+    """Keeps PyTorch out of a TensorFlow program's process. KerasCV imports it where it is
+    installed (as on Colab), only so that a process using both loads it first, and the program
+    never uses it: it would hold memory for nothing. Call it in a program's own process before
+    KerasCV loads; returns whether it could."""
+    if "torch" in modules or "keras_cv" in modules:
+        return False
+    modules["torch"] = None  # `import torch` then raises ImportError, which KerasCV expects where it is not installed.
+    return True
+
+
 def has_tpu():
     """A TPU VM shows its chips as /dev/accel* (v2-v4) or /dev/vfio/N (v5e and later) before
     TensorFlow connects to them, so looking costs nothing on machines without one."""

@@ -19,7 +19,7 @@ from absl import flags
 
 from genlab.errors import UserError
 from genlab.files import check_output_path
-from genlab.runtime import use_inference_only_kernels
+from genlab.runtime import keep_torch_out, use_inference_only_kernels
 from scripts.common_flags import positive, run_program
 from scripts.xray_flags import define_weight_flags, parse_lora
 from xray.config import XrayConfig
@@ -74,6 +74,7 @@ def main():
         check_output_path(judge_dir, "--judge_dir")
     class_prompts = load_prompt_file(FLAGS.prompt_file) if FLAGS.prompt_file else BUILTIN_PROMPTS
     judge_environment = dict(os.environ)  # The judge trains, so it runs in a process of its own with the user's settings.
+    keep_torch_out()  # These two before KerasCV and TensorFlow load, which the next imports do.
     if FLAGS.cpu_weight_cache:
         use_inference_only_kernels()
     import keras

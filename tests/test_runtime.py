@@ -52,3 +52,15 @@ def test_cpu_kernel_settings_keep_what_the_user_set_and_are_never_set_once_tenso
     monkeypatch.setitem(sys.modules, "tensorflow", sys)  # Loaded: this process may train, and has read its settings.
     untouched = {}
     assert not runtime.use_inference_only_kernels(untouched) and not runtime.use_onednn_kernels(untouched) and untouched == {}
+
+
+def test_keep_torch_out_keeps_kerascv_from_importing_pytorch_where_it_is_installed():
+    def modules_after_keras_cv(prelude):
+        code = f"import sys; {prelude}; import keras_cv; print(sys.modules.get('torch') is not None)"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return result.stdout.split()[-1]
+
+    assert modules_after_keras_cv("pass") == "True"  # Installed here, and KerasCV imports it.
+    assert modules_after_keras_cv("from genlab.runtime import keep_torch_out; assert keep_torch_out()") == "False"
+    loaded = {"keras_cv": sys}
+    assert not runtime.keep_torch_out(loaded) and loaded == {"keras_cv": sys}  # Too late: nothing is changed.

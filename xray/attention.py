@@ -9,9 +9,9 @@ FlashAttention does): the same function to round-off, without those matrices.
 formula.
 
 Products run in the inputs' dtype, as every other product of the network does (bfloat16
-under mixed_bfloat16, where they are several times faster than in float32); the softmax and
-its gradient run in float32, each as one XLA function, so that a chunk's matrix is read and
-written once by them rather than once by each elementwise op.
+under mixed_bfloat16, where they are several times faster than in float32); the softmax's
+exponentials and its gradient are computed in float32, each by one elementwise XLA function,
+so that a chunk's matrix is read and written once by them rather than once by each op.
 
 Two things make the recomputation real in a graph. The recomputing ops wait on the incoming
 gradient: otherwise Grappler's common-subexpression pass merges them with the forward pass's
@@ -22,8 +22,11 @@ holds one chunk's matrices at a time rather than all of them.
 
 import types
 
+import keras
 import tensorflow as tf
 from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention
+
+from xray.normalization import group_norm_call, layer_norm_call
 
 # Bytes of one (heads, chunk, keys) matrix: 512 float32 or 1,024 bfloat16 queries a chunk at 512 px.
 CHUNK_BYTES = 64 * 2**20
@@ -35,18 +38,11 @@ def query_chunk(heads, keys, dtype):
 
 
 @tf.function(jit_compile=True)
-def _softmax_parts(scores, scale):
-    """exp(scores * scale - row max) in the scores' dtype, with float32 row sums and log-normalizers."""
-    s = tf.cast(scores, tf.float32) * scale
-    peak = tf.reduce_max(s, axis=-1, keepdims=True)
-    e = tf.exp(s - peak)
-    total = tf.reduce_sum(e, axis=-1, keepdims=True)
-    return tf.cast(e, scores.dtype), total, peak + tf.math.log(total)
-
-
-@tf.function(jit_compile=True)
-def _probabilities(scores, scale, normalizer):
-    return tf.cast(tf.exp(tf.cast(scores, tf.float32) * scale - normalizer), scores.dtype)
+def _exponentials(scores, scale, offset):
+    """exp(scores * scale - offset) computed in float32, in the scores' dtype: the softmax's
+    numerators (offset: each row's max) or, in the backward pass, its probabilities (offset:
+    each row's log-normalizer)."""
+    return tf.cast(tf.exp(tf.cast(scores, tf.float32) * scale - offset), scores.dtype)
 
 
 @tf.function(jit_compile=True)
@@ -70,21 +66,28 @@ def attention(q, k, v, scale, chunk=None):
 
     @tf.custom_gradient
     def core(q, k, v):
+        # No reduction over a chunk runs in XLA, which would first write a float32 copy of it.
+        # The row max is exact in the scores' dtype; the row sums come out of the product with
+        # v, as a column of ones appended to it, summed in float32 as the product sums.
+        v_and_ones = tf.concat([v, tf.ones_like(v[..., :1])], axis=-1)
         outputs, normalizers = [q], []
         for i in starts:
-            e, total, normalizer = _softmax_parts(scores(i, outputs[-1:]), scale)
-            outputs.append(f32(tf.matmul(e, v)) / total)  # Normalizing the (tokens, head_size) product, not e.
-            normalizers.append(normalizer)
-        output = tf.concat(outputs[1:], axis=2)
+            chunk_scores = scores(i, outputs[-1:])
+            peak = f32(tf.reduce_max(chunk_scores, axis=-1, keepdims=True)) * scale
+            weighted = f32(tf.matmul(_exponentials(chunk_scores, scale, peak), v_and_ones))
+            total = weighted[..., -1:]
+            outputs.append(tf.cast(weighted[..., :-1] / total, dtype))  # Normalizing the product, not the matrix.
+            normalizers.append(peak + tf.math.log(total))
+        output = tf.concat(outputs[1:], axis=2)  # Kept in the inputs' dtype, as the layer returns it.
 
         def gradient(d_output):
             # With P = softmax(S): dV = P^T dO, dP = dO V^T, dS as `_score_gradient` computes it.
-            row_dot = tf.reduce_sum(d_output * output, axis=-1, keepdims=True)
-            d_output = tf.cast(d_output, dtype)
+            with tf.control_dependencies([d_output]):  # Else the cast runs in the forward pass and its copy is kept.
+                row_dot = tf.reduce_sum(f32(d_output) * f32(output), axis=-1, keepdims=True)
             d_q, d_k, d_v = [], tf.zeros_like(k, tf.float32), tf.zeros_like(v, tf.float32)
             done = [d_output]  # A chunk starts when the one before has used all its matrices.
             for i, normalizer in zip(starts, normalizers):
-                p = _probabilities(scores(i, done), scale, normalizer)
+                p = _exponentials(scores(i, done), scale, normalizer)
                 d_out = d_output[:, :, i : i + chunk]
                 d_v += f32(tf.matmul(p, d_out, transpose_a=True))
                 with tf.control_dependencies(done):  # dP depends on no other chunk: it would be computed for all at once.
@@ -97,7 +100,7 @@ def attention(q, k, v, scale, chunk=None):
 
         return output, gradient
 
-    return tf.cast(core(q, k, v), dtype)
+    return core(q, k, v)
 
 
 def _chunked_call(self, inputs, context=None):
@@ -144,10 +147,11 @@ def _geglu_call(self, inputs):
 
 
 def recompute_in_backward(network):
-    """Makes every CrossAttention and GEGLU in `network` compute with `attention` and `geglu`:
-    the same functions, weights untouched, with less kept for the backward pass."""
+    """Makes every CrossAttention, GEGLU, LayerNormalization and GroupNormalization in `network`
+    compute with `attention`, `geglu` and `xray.normalization.normalize`: the same functions,
+    weights untouched, with less kept for the backward pass."""
+    calls = {CrossAttention: _chunked_call, GEGLU: _geglu_call, keras.layers.LayerNormalization: layer_norm_call,
+             keras.layers.GroupNormalization: group_norm_call}
     for layer in network._flatten_layers(include_self=False):
-        if isinstance(layer, CrossAttention):
-            layer.call = types.MethodType(_chunked_call, layer)
-        elif isinstance(layer, GEGLU):
-            layer.call = types.MethodType(_geglu_call, layer)
+        if type(layer) in calls:
+            layer.call = types.MethodType(calls[type(layer)], layer)
