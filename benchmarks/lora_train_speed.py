@@ -7,8 +7,9 @@ Each row runs in a process of its own, so its peak memory (resident set, as the 
 it) is its own. A row builds the U-Net with random weights, puts rank-`--rank` adapters on its
 attention projections (q, k, v, out), and times `--steps` training steps at batch 1 after one
 untimed step (graph tracing, allocation): noisy latents in, MSE on the noise, gradients for the
-adapters only, one AdamW update. Latents and text states are random, as with cached latents:
-what is timed is the U-Net's forward and backward pass and the update.
+adapters only, one AdamW update (the project's with genlab-xray-finetune's schedule; diffusers'
+constant rate). Latents and text states are random, as with cached latents: what is timed is
+the U-Net's forward and backward pass and the update.
 
 - project: `xray.finetune.DiffusionFineTuner` on KerasCV's U-Net with Keras's `enable_lora`,
   `mixed_bfloat16` for bfloat16 with the frozen weights stored in bfloat16 and the adapters in
@@ -94,7 +95,7 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
     import tensorflow as tf
 
     from xray.config import FinetuneConfig
-    from xray.finetune import DiffusionFineTuner
+    from xray.finetune import DiffusionFineTuner, training_optimizer
     from xray.lora import add_adapters
     from xray.networks import build_network
     from xray.sampler import timestep_embedding
@@ -104,7 +105,7 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
         variable.trainable = False
     add_adapters("diffusion_model", unet, rank, ("attention",))
     model = DiffusionFineTuner(unet)
-    model.compile(optimizer=keras.optimizers.AdamW(FinetuneConfig().learning_rate))
+    model.compile(optimizer=training_optimizer(FinetuneConfig()))
     rng = np.random.default_rng(0)
     side = size // 8
     batch = {"x": rng.standard_normal((1, side, side, 4), dtype=np.float32),

@@ -14,6 +14,7 @@ Bottom to top (each module imports only those above it in this list):
 - `xray.bridge`: reads a diffusers SD 1.x checkpoint and maps its tensors onto KerasCV's layers.
 - `xray.keras_cv_files`: KerasCV's weight files: names, writing (adapters merged in), converting a checkpoint.
 - `xray.lora`: LoRA adapters on KerasCV's networks, saved in diffusers' PEFT layout; merging.
+- `xray.optimizer`: AdamW for many small variables, in a fraction of Keras's graph.
 - `xray.export`: KerasCV's weights back to a diffusers checkpoint folder.
 - `xray.weights`: the four weight sources, `load_stable_diffusion` (LoRA merged in) and the VAE encoder.
 - `xray.dataset`: the folder on disk: image plan, seeds, shards, PNG metadata, index, grid.

@@ -44,6 +44,7 @@ from xray.image_folder import class_folders, read_image
 from xray.keras_cv_files import (CONVERSION_FILE, IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE, read_conversion,
                                  save_keras_cv_weights, save_tokenizer)
 from xray.lora import add_adapters, load_adapters_into, merged_values, save_adapters
+from xray.optimizer import AdamW
 from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents, timestep_embedding, tokenize
 
 ADAPTERS_FILE = "lora.safetensors"
@@ -180,6 +181,16 @@ class DiffusionFineTuner(keras.Model):
     def test_step(self, data):
         self.loss_tracker.update_state(self.noise_loss(data, training=False))
         return {"loss": self.loss_tracker.result()}
+
+
+def training_optimizer(config):
+    """AdamW with `config`'s learning rate, warmed up and then cosine-decayed, and its gradient
+    accumulation."""
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, config.max_steps - config.warmup_steps), alpha=0.1,
+        warmup_target=config.learning_rate, warmup_steps=config.warmup_steps)
+    accumulation = config.gradient_accumulation
+    return AdamW(schedule, weight_decay=1e-2, gradient_accumulation_steps=accumulation if accumulation > 1 else None)
 
 
 class UpdatePlan:
@@ -400,11 +411,7 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
     plan = UpdatePlan(x, caption_ids, captions, models.schedule, config, contexts, tokens)
 
     batches_per_update = config.gradient_accumulation
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, config.max_steps - config.warmup_steps), alpha=0.1,
-        warmup_target=config.learning_rate, warmup_steps=config.warmup_steps)
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=1e-2,
-                                       gradient_accumulation_steps=batches_per_update if batches_per_update > 1 else None)
+    optimizer = training_optimizer(config)
     if models.precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model = DiffusionFineTuner(models.diffusion_model, encoder_in_step, text_in_step)
