@@ -34,7 +34,8 @@ def _normalize_gradient(x, mean, inverse, gamma, d_y):
     d_x_hat = d_y * gamma
     d_x = inverse * (d_x_hat - tf.reduce_mean(d_x_hat, axis=_STATISTICS, keepdims=True)
                      - x_hat * tf.reduce_mean(d_x_hat * x_hat, axis=_STATISTICS, keepdims=True))
-    return tf.cast(d_x, x.dtype), tf.reduce_sum(d_y * x_hat, axis=(0, 1), keepdims=True), tf.reduce_sum(d_y, axis=(0, 1), keepdims=True)
+    d_gamma = tf.reduce_sum(d_y * x_hat, axis=(0, 1), keepdims=True)
+    return tf.cast(d_x, x.dtype), d_gamma, tf.reduce_sum(d_y, axis=(0, 1), keepdims=True)
 
 
 def normalize(x, gamma, beta, epsilon, groups=None):
