@@ -29,12 +29,16 @@ The headline is the ratio of seconds per step at matched precision; peak memory 
 With `--profile`, each row also profiles one more step and prints where it went: the op types
 with the most own (exclusive) time, TensorFlow's from its profiler's trace, PyTorch's from
 `torch.profiler`, backward ops marked. Op times on two threads can add up to more than the step.
+The project's rows also print TensorFlow's allocator at its peak in that step: the memory in
+use, and the tensors the step made that were alive then, by the op that made them (XLA's
+functions' outputs and temporaries go unnamed).
 """
 
 import collections
 import glob
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -80,11 +84,54 @@ def tensorflow_op_seconds(logdir):
     return seconds
 
 
+def tensorflow_live_at_peak(logdir):
+    """(the allocator's peak in use in GiB, {what: MiB}) from the allocator's events in a trace:
+    the tensors made during the traced step and alive at its peak, by the op that made them
+    (its last two name parts, layer numbers dropped) and dtype."""
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    events = []
+    for path in glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True):
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as f:
+            space.ParseFromString(f.read())
+        for plane in space.planes:
+            def value(stat):
+                return stat.str_value or stat.int64_value or stat.uint64_value or plane.stat_metadata[stat.ref_value].name
+            for line in plane.lines:
+                for event in line.events:
+                    kind = plane.event_metadata[event.metadata_id].name
+                    if kind in ("MemoryAllocation", "MemoryDeallocation"):
+                        stats = {plane.stat_metadata[s.metadata_id].name: value(s) for s in event.stats}
+                        events.append((line.timestamp_ns * 1000 + event.offset_ps, kind, stats))
+    live, peak, at_peak = {}, 0, {}
+    for _, kind, stats in sorted(events, key=lambda event: event[0]):
+        if kind == "MemoryAllocation":
+            live[stats["addr"]] = stats
+        else:
+            live.pop(stats["addr"], None)
+        if stats.get("bytes_allocated", 0) > peak:
+            peak, at_peak = stats["bytes_allocated"], dict(live)
+    mib = collections.Counter()
+    for stats in at_peak.values():
+        op = re.sub(r"_\d+", "", "/".join(str(stats.get("tf_op") or "unnamed (XLA's)").split("/")[-2:]))
+        dtype = int(stats.get("data_type") or 0)
+        mib[f"{op} ({tf.as_dtype(dtype).name if dtype else '?'})"] += stats.get("requested_bytes", 0) / 2**20
+    return peak / 2**30, mib
+
+
 def print_profile(result):
     total = result["op_seconds"]
     print(f"  profiled step: {total:.2f} s of op time; the op types with the most:")
     for op_type, value in result["top_ops"]:
         print(f"  {value:7.2f} s  {100 * value / total:4.1f}%  {op_type}")
+    if "live_mib" in result:
+        live = sum(value for _, value in result["live_mib"])
+        print(f"  the allocator's peak: {result['allocator_peak_gib']:.2f} GiB in use, of which the step's tensors "
+              f"{live / 1024:.2f} GiB; the largest, by the op that made them:")
+        for what, value in result["live_mib"][:TOP_OPS]:
+            print(f"  {value:7.1f} MiB  {what}")
 
 
 def project_row(size, precision, steps, rank, onednn=True, profile=False):
@@ -118,14 +165,16 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
     timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs=None: marks.append(time.perf_counter()))
     start = time.perf_counter()
     model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, callbacks=[timer], verbose=0)
-    times, ops = [b - a for a, b in zip([start] + marks[:-1], marks)][1:], None
+    times, ops, memory = [b - a for a, b in zip([start] + marks[:-1], marks)][1:], None, {}
     if profile:
         with tempfile.TemporaryDirectory() as logdir:
-            tf.profiler.experimental.start(logdir)
+            tf.profiler.experimental.start(logdir, options=tf.profiler.experimental.ProfilerOptions(host_tracer_level=3))
             model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
             tf.profiler.experimental.stop()
             ops = tensorflow_op_seconds(logdir)
-    return times, ops
+            peak, live = tensorflow_live_at_peak(logdir)
+            memory = {"allocator_peak_gib": peak, "live_mib": live.most_common()}
+    return times, ops, memory
 
 
 def diffusers_row(size, precision, steps, rank, threads, profile=False):
@@ -175,11 +224,11 @@ def diffusers_row(size, precision, steps, rank, threads, profile=False):
 def run_row(row):
     args = (row["size"], row["precision"], row["steps"], row["rank"])
     if row["mode"] == "diffusers":
-        times, ops = diffusers_row(*args, row["threads"], profile=row["profile"])
+        (times, ops), memory = diffusers_row(*args, row["threads"], profile=row["profile"]), {}
     else:
-        times, ops = project_row(*args, onednn=row["mode"] == "project", profile=row["profile"])
+        times, ops, memory = project_row(*args, onednn=row["mode"] == "project", profile=row["profile"])
     profile = {"op_seconds": sum(ops.values()), "top_ops": ops.most_common(TOP_OPS)} if ops else {}
-    print_row_result(row, seconds_per_step=statistics.median(times), **profile)
+    print_row_result(row, seconds_per_step=statistics.median(times), **profile, **memory)
 
 
 def main(argv):
