@@ -97,8 +97,10 @@ def tensorflow_live_at_peak(logdir):
         with open(path, "rb") as f:
             space.ParseFromString(f.read())
         for plane in space.planes:
-            def value(stat):
-                return stat.str_value or stat.int64_value or stat.uint64_value or plane.stat_metadata[stat.ref_value].name
+            def value(stat):  # Strings may be stored once and referred to.
+                if stat.ref_value:
+                    return plane.stat_metadata[stat.ref_value].name
+                return stat.str_value or stat.int64_value or stat.uint64_value
             for line in plane.lines:
                 for event in line.events:
                     kind = plane.event_metadata[event.metadata_id].name
