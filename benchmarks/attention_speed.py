@@ -14,8 +14,8 @@ self-attention is quadratic in the (size/8)^2 latent pixels: 1,024 tokens at 256
 - project: KerasCV's `CrossAttention` (matmul, softmax, matmul) in a `tf.function`, as generation
   runs it;
 - project_chunked: the same layer with `xray.attention` (query chunks, probabilities computed
-  again in the backward pass, products in the inputs' dtype, softmax in XLA functions), as
-  fine-tuning runs it;
+  again in the backward pass, products in the inputs' dtype, the softmax's exponentials in XLA
+  functions), as fine-tuning runs it;
 - diffusers: diffusers' `Attention` with its default processor, which calls PyTorch's fused
   `scaled_dot_product_attention`;
 - diffusers_unfused: the same layer with diffusers' classic `AttnProcessor` (matmul, softmax,

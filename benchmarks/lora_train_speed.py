@@ -63,24 +63,36 @@ TOP_OPS = 12
 _CONTAINERS = ("PartitionedCall", "StatefulPartitionedCall", "While", "StatelessWhile", "If", "StatelessIf", "Case")
 
 
-def tensorflow_op_seconds(logdir):
-    """{op type: own seconds} from a `tf.profiler.experimental` trace in `logdir`; gradient ops
-    (under `gradient_tape/`) are marked "backward"."""
+def trace_planes(logdir):
+    """The planes (one per device or host part) of the `tf.profiler.experimental` trace in `logdir`."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    seconds = collections.Counter()
     for path in glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True):
         space = xplane_pb2.XSpace()
         with open(path, "rb") as f:
             space.ParseFromString(f.read())
-        for plane in space.planes:
-            for line in plane.lines:
-                if not line.name.startswith("tf_Compute"):  # The executor's threads, where ops run.
-                    continue
-                for event in line.events:
-                    name, _, op_type = plane.event_metadata[event.metadata_id].name.rpartition(":")
-                    if name and not name.endswith(":") and op_type not in _CONTAINERS:  # "name:Type", not "Executor::Step".
-                        seconds[op_type + (" (backward)" if "gradient_tape/" in name else "")] += event.duration_ps * 1e-12
+        yield from space.planes
+
+
+def stat_value(plane, stat):
+    """An event's statistic in a trace plane: strings may be stored once in the plane and referred to."""
+    if stat.ref_value:
+        return plane.stat_metadata[stat.ref_value].name
+    return stat.str_value or stat.int64_value or stat.uint64_value
+
+
+def tensorflow_op_seconds(logdir):
+    """{op type: own seconds} from a `tf.profiler.experimental` trace in `logdir`; gradient ops
+    (under `gradient_tape/`) are marked "backward"."""
+    seconds = collections.Counter()
+    for plane in trace_planes(logdir):
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # The executor's threads, where ops run.
+                continue
+            for event in line.events:
+                name, _, op_type = plane.event_metadata[event.metadata_id].name.rpartition(":")
+                if name and not name.endswith(":") and op_type not in _CONTAINERS:  # "name:Type", not "Executor::Step".
+                    seconds[op_type + (" (backward)" if "gradient_tape/" in name else "")] += event.duration_ps * 1e-12
     return seconds
 
 
@@ -89,24 +101,15 @@ def tensorflow_live_at_peak(logdir):
     the tensors made during the traced step and alive at its peak, by the op that made them
     (its last two name parts, layer numbers dropped) and dtype."""
     import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     events = []
-    for path in glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True):
-        space = xplane_pb2.XSpace()
-        with open(path, "rb") as f:
-            space.ParseFromString(f.read())
-        for plane in space.planes:
-            def value(stat):  # Strings may be stored once and referred to.
-                if stat.ref_value:
-                    return plane.stat_metadata[stat.ref_value].name
-                return stat.str_value or stat.int64_value or stat.uint64_value
-            for line in plane.lines:
-                for event in line.events:
-                    kind = plane.event_metadata[event.metadata_id].name
-                    if kind in ("MemoryAllocation", "MemoryDeallocation"):
-                        stats = {plane.stat_metadata[s.metadata_id].name: value(s) for s in event.stats}
-                        events.append((line.timestamp_ns * 1000 + event.offset_ps, kind, stats))
+    for plane in trace_planes(logdir):
+        for line in plane.lines:
+            for event in line.events:
+                kind = plane.event_metadata[event.metadata_id].name
+                if kind in ("MemoryAllocation", "MemoryDeallocation"):
+                    stats = {plane.stat_metadata[s.metadata_id].name: stat_value(plane, s) for s in event.stats}
+                    events.append((line.timestamp_ns * 1000 + event.offset_ps, kind, stats))
     live, peak, at_peak = {}, 0, {}
     for _, kind, stats in sorted(events, key=lambda event: event[0]):
         if kind == "MemoryAllocation":
