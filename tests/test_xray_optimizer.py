@@ -28,7 +28,8 @@ def test_gives_keras_adamw_updates_with_a_schedule_and_weight_decay_in_fewer_ops
     expected, keras_ops = train(keras.optimizers.AdamW(schedule(), weight_decay=0.1))
     got, ops = train(AdamW(schedule(), weight_decay=0.1))
     for a, b in zip(got, expected):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        # TensorFlow's kernel takes 1 - beta_2 in float32 (9.9998713e-4 for 0.999), Keras in double.
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert ops < 0.6 * keras_ops, (ops, keras_ops)  # Per variable: Keras recomputes the step factors and the schedule.
 
 

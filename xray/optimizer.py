@@ -1,14 +1,16 @@
 """AdamW for many small variables (LoRA adapters): Keras's update in a fraction of the graph.
 
-Keras's AdamW computes an update's bias corrections once for each variable, and its weight
-decay evaluates the learning-rate schedule again for each variable. With hundreds of adapter
-tensors that makes the optimizer most of a training step's graph, and TensorFlow's memory for a
-graph, and the time of its first run, grow with its ops. Here both are computed once per update
-and shared by every variable's update; the decay goes into the same assignment:
-var - lr * weight_decay * var - alpha * m / (sqrt(v) + epsilon), AdamW's decoupled decay.
+Keras's AdamW builds each variable's update from about two dozen small ops: the bias
+corrections and (in its weight decay) the learning-rate schedule again for every variable,
+then the moment and weight arithmetic. With hundreds of adapter tensors that makes the
+optimizer most of a training step's graph, and TensorFlow's memory for a graph, and the time
+of its first run, grow with its ops. Here the step's factors are computed once per update, and
+each variable takes TensorFlow's fused Adam kernel (`ResourceApplyAdam`, on CPUs, GPUs and
+TPUs: the same formula as Keras's Adam) after AdamW's decoupled decay, var - lr * weight_decay * var.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -25,21 +27,24 @@ class AdamW(keras.optimizers.Adam):
         self._factors = None  # Made again by the update's first variable, from this update's step and rate.
         return super().apply(grads, trainable_variables)
 
-    def _step_factors(self, learning_rate):
-        """(alpha, lr * weight_decay) for this update, made once: every variable's update gets the
-        same learning-rate tensor and step."""
+    def _step_factors(self, learning_rate, dtype):
+        """ResourceApplyAdam's scalar arguments and lr * weight_decay in `dtype`, made once per
+        update and dtype: every variable's update gets the same rate and step."""
         if self._factors is None:
-            lr = ops.cast(learning_rate, "float32")
-            step = ops.cast(self.iterations + 1, "float32")
-            alpha = lr * ops.sqrt(1 - ops.power(self.beta_2, step)) / (1 - ops.power(self.beta_1, step))
-            self._factors = (alpha, lr * self.decoupled_weight_decay)
-        return self._factors
+            self._factors = {}
+        if dtype not in self._factors:
+            lr = ops.cast(learning_rate, dtype)
+            step = ops.cast(self.iterations + 1, dtype)
+            beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+            adam = {"lr": lr, "beta1": beta_1, "beta2": beta_2, "epsilon": ops.cast(self.epsilon, dtype),
+                    "beta1_power": ops.power(beta_1, step), "beta2_power": ops.power(beta_2, step)}
+            self._factors[dtype] = adam, lr * self.decoupled_weight_decay
+        return self._factors[dtype]
 
     def update_step(self, gradient, variable, learning_rate):
-        alpha, decay = (ops.cast(factor, variable.dtype) for factor in self._step_factors(learning_rate))
-        gradient = ops.cast(gradient, variable.dtype)
-        m = self._momentums[self._get_variable_index(variable)]
-        v = self._velocities[self._get_variable_index(variable)]
-        self.assign_add(m, (gradient - m) * (1 - self.beta_1))
-        self.assign_add(v, (ops.square(gradient) - v) * (1 - self.beta_2))
-        self.assign_sub(variable, variable * decay + m * alpha / (ops.sqrt(v) + self.epsilon))
+        adam, decay = self._step_factors(learning_rate, variable.dtype)
+        index = self._get_variable_index(variable)
+        if self.decoupled_weight_decay:
+            self.assign_sub(variable, variable * decay)
+        tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
+                                     grad=ops.cast(gradient, variable.dtype), **adam)
