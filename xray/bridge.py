@@ -40,6 +40,7 @@ from keras_cv.src.models.stable_diffusion.text_encoder import CLIPEmbedding, CLI
 
 from genlab.errors import UserError
 from genlab.files import read_json
+from xray.networks import assign_in_place
 from xray.safetensors_file import SafetensorsFile
 from xray.sampler import NoiseSchedule
 
@@ -377,4 +378,4 @@ def _assign(pairs, tensors, path, unused_prefixes):
     if unused:
         raise UserError(f"{path} has {len(unused)} tensor(s) KerasCV's network has no place for, e.g. {unused[0]!r}: not Stable Diffusion 1.x")
     for variable, name, layout in found:
-        variable.assign(layout.to_keras(tensors.get(name)))
+        assign_in_place(variable, layout.to_keras(tensors.get(name)))

@@ -6,7 +6,7 @@
     FOLDER/conversion.json                                           its schedule and numerics
 
 `convert_checkpoint` writes such a folder from a diffusers checkpoint (read by `xray.bridge`),
-so `--weights=local` loads it later without the bridge.
+so `--weights=local` loads it later without the bridge. `load_keras_cv_weights` reads any of them.
 """
 
 import gzip
@@ -17,7 +17,7 @@ import keras
 
 from genlab.files import atomic_path, check_output_path, read_json, write_bytes, write_json
 from xray.bridge import open_checkpoint
-from xray.networks import IMAGE_ENCODER, NETWORKS, build_network
+from xray.networks import IMAGE_ENCODER, NETWORKS, assign_in_place, build_network
 
 # KerasCV 0.9.0's file names and pinned hashes (its constructors hold them inline).
 KERAS_CV_FILES = {
@@ -29,6 +29,32 @@ KERAS_CV_FILES = {
 IMAGE_ENCODER_FILE = ("vae_encoder.h5", "c60fb220a40d090e0f86a6ab4c312d113e115c87c40ff75d11ffcf380aab7ebb")
 TOKENIZER_FILE = "bpe_simple_vocab_16e6.txt.gz"  # CLIP's BPE merges, the file KerasCV's tokenizer reads.
 CONVERSION_FILE = "conversion.json"  # Beside converted weights: the checkpoint's schedule and numerics.
+
+
+def load_keras_cv_weights(model, path):
+    """Reads a legacy HDF5 weight file (KerasCV's `kcv_*.h5`, or `save_keras_cv_weights`'s) into
+    `model` as Keras's `load_weights` matches it (the layers that have weights, in order; each
+    layer's trainable weights, then the rest), with every count and shape checked before any
+    weight changes, and each value written into its variable's memory (`assign_in_place`).
+    Raises ValueError for a file that does not fit."""
+    from keras.src.legacy.saving.legacy_h5_format import load_attributes_from_hdf5_group
+
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f  # A whole saved model holds its weights there.
+        names = [name for name in load_attributes_from_hdf5_group(group, "layer_names")
+                 if load_attributes_from_hdf5_group(group[name], "weight_names")]
+        layers = [layer for layer in model.layers if layer.trainable_weights + layer.non_trainable_weights]
+        if len(names) != len(layers):
+            raise ValueError(f"the file has weights for {len(names)} layers, {model.name} has {len(layers)}")
+        pairs = []
+        for name, layer in zip(names, layers):
+            variables = layer.trainable_weights + layer.non_trainable_weights
+            datasets = [group[name][weight] for weight in load_attributes_from_hdf5_group(group[name], "weight_names")]
+            if [tuple(d.shape) for d in datasets] != [tuple(v.shape) for v in variables]:
+                raise ValueError(f"layer {name!r} holds shapes {[d.shape for d in datasets]}, {layer.name} needs {[tuple(v.shape) for v in variables]}")
+            pairs += zip(variables, datasets)
+        for variable, dataset in pairs:
+            assign_in_place(variable, dataset[()])
 
 
 def save_keras_cv_weights(model, path, values=None):

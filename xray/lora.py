@@ -26,6 +26,7 @@ from keras import ops
 from genlab.errors import UserError
 from genlab.files import atomic_path
 from xray.bridge import weight_pairs
+from xray.networks import assign_in_place
 
 ARCHITECTURE = "stable-diffusion-1.x"
 TARGETS = {  # Which projections get adapters, by network and group.
@@ -163,7 +164,7 @@ def merge_adapters(networks, path, scale=1.0, flag="--lora"):
     adapters, _ = read_adapters(path, flag)
     layers = _layers_for(adapters, networks, path, flag)
     for module, (a, b) in adapters.items():
-        layers[module].kernel.assign(merged_kernel(layers[module].kernel, a, b, scale))
+        assign_in_place(layers[module].kernel, merged_kernel(layers[module].kernel, a, b, scale))
 
 
 def merged_kernel(kernel, a, b, scale=1.0):

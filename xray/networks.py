@@ -1,10 +1,12 @@
 """KerasCV's Stable Diffusion v1 networks, built untrained: the one place they are constructed.
 
 Every network is built with `download_weights=False`; `xray.weights` decides where weights
-come from, and nothing is fetched here.
+come from, and nothing is fetched here. Whatever loads them writes with `assign_in_place`.
 """
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras_cv.src.models.stable_diffusion.decoder import Decoder
 from keras_cv.src.models.stable_diffusion.diffusion_model import DiffusionModel
 from keras_cv.src.models.stable_diffusion.image_encoder import ImageEncoder
@@ -30,12 +32,45 @@ def build_network(name, image_size, precision, frozen=False):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)  # Layers take the policy when they are built.
     try:
-        if name == "text_encoder":
-            return TextEncoder(MAX_PROMPT_TOKENS, download_weights=False)
-        if name == "diffusion_model":
-            return DiffusionModel(image_size, image_size, MAX_PROMPT_TOKENS, download_weights=False)
-        if name == IMAGE_ENCODER:
-            return ImageEncoder(download_weights=False)  # Fully convolutional: any image size.
-        return Decoder(image_size, image_size, download_weights=False)
+        with tf.variable_creator_scope(_initial_value_from_host):
+            if name == "text_encoder":
+                return TextEncoder(MAX_PROMPT_TOKENS, download_weights=False)
+            if name == "diffusion_model":
+                return DiffusionModel(image_size, image_size, MAX_PROMPT_TOKENS, download_weights=False)
+            if name == IMAGE_ENCODER:
+                return ImageEncoder(download_weights=False)  # Fully convolutional: any image size.
+            return Decoder(image_size, image_size, download_weights=False)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def _initial_value_from_host(next_creator, **kwargs):
+    """Creates a variable from its initializer's value copied to host memory, so the variable's
+    buffer is allocated once the initializer's tensors are freed, and takes their place in
+    TensorFlow's allocator instead of leaving a hole of its size beside each weight."""
+    if callable(kwargs["initial_value"]):
+        kwargs["initial_value"] = np.array(kwargs["initial_value"](), copy=True)
+    return next_creator(**kwargs)
+
+
+def assign_in_place(variable, value):
+    """Gives `variable` the value `value` where its old value was in memory.
+
+    With `assign`, a variable can take a new buffer while its old one is still held and free
+    the old one after, so loading a network tensor by tensor scatters its weights among freed
+    blocks, which TensorFlow's allocator later hands out whole to smaller tensors: memory held
+    and never used (docs/benchmarks.md measures it for the U-Net). Releasing the old buffer
+    first (an empty value, which the raw op accepts) lets the new tensor take its place, same
+    size; a value of another dtype is converted before, so its wider copy goes elsewhere. A
+    distributed variable's copies are assigned by its strategy.
+    """
+    target = variable.value if isinstance(variable, keras.Variable) else variable
+    if isinstance(target, tf.distribute.DistributedValues):
+        target.assign(value)
+        return
+    if tuple(value.shape) != tuple(target.shape):
+        raise ValueError(f"{variable.name} has shape {tuple(target.shape)}, the value {tuple(value.shape)}")
+    if tf.as_dtype(value.dtype) != target.dtype:
+        value = tf.convert_to_tensor(value)
+    tf.raw_ops.AssignVariableOp(resource=target.handle, value=tf.zeros([0], target.dtype), validate_shape=False)
+    tf.raw_ops.AssignVariableOp(resource=target.handle, value=tf.cast(value, target.dtype), validate_shape=False)

@@ -21,7 +21,7 @@ from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 from genlab.errors import UserError
 from xray.bridge import open_checkpoint, use_diffusers_numerics
 from xray.config import PRECISIONS, TOKENIZER_ENV_VAR, WEIGHT_SOURCES
-from xray.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE, read_conversion
+from xray.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE, load_keras_cv_weights, read_conversion
 from xray.lora import describe as describe_lora
 from xray.lora import merge_adapters, read_adapters
 from xray.networks import IMAGE_ENCODER, NETWORKS, build_network
@@ -193,7 +193,7 @@ def load_tokenizer(tokenizer_path=""):
 
 def _load_keras_cv_file(network, path):
     try:
-        network.load_weights(path)
+        load_keras_cv_weights(network, path)
     except Exception as error:  # h5py and Keras raise many types for a foreign or truncated file.
         raise UserError(f"weight file {path!r} does not fit KerasCV's {network.name} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); is it the right file?") from None
 
