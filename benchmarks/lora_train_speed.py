@@ -14,8 +14,8 @@ the U-Net's forward and backward pass and the update.
 - project: `xray.finetune.DiffusionFineTuner` on KerasCV's U-Net with Keras's `enable_lora`,
   `mixed_bfloat16` for bfloat16 with the frozen weights stored in bfloat16 and the adapters in
   float32 (`build_network(frozen=True)`), TensorFlow's oneDNN kernels on and PyTorch kept out of
-  the process, as genlab-xray-finetune runs it without --merge (`genlab.runtime.use_onednn_kernels`,
-  `keep_torch_out`).
+  the process, and one malloc arena per core, as genlab-xray-finetune runs it without --merge
+  (`genlab.runtime.use_onednn_kernels`, `keep_torch_out`, `limit_malloc_arenas`).
 - project_tf_kernels: the same with the kernels TensorFlow chooses by itself (oneDNN only on
   CPUs with AVX-512 VNNI/BF16 or AMX; `--nocpu_onednn`).
 - diffusers: `UNet2DConditionModel` with SD 1.x's config, `add_adapter(LoraConfig(...))` as
@@ -45,7 +45,7 @@ import time
 
 from absl import app, flags
 
-from genlab.runtime import keep_torch_out, use_onednn_kernels
+from genlab.runtime import keep_torch_out, limit_malloc_arenas, use_onednn_kernels
 from machine import describe_machine, print_row_result, run_row_processes
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
@@ -140,7 +140,7 @@ def print_profile(result):
 
 
 def project_row(size, precision, steps, rank, onednn=True, profile=False):
-    if not keep_torch_out() or (onednn and not use_onednn_kernels()):
+    if not keep_torch_out() or not limit_malloc_arenas() or (onednn and not use_onednn_kernels()):
         raise RuntimeError("KerasCV or TensorFlow loaded before the row could set up its process as the program does")
     import keras
     import numpy as np

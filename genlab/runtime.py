@@ -3,6 +3,7 @@
 No TensorFlow import here: the notebook asks before TensorFlow's TPU build is installed.
 """
 
+import ctypes
 import dataclasses
 import glob
 import os
@@ -59,6 +60,19 @@ def keep_torch_out(modules=sys.modules):
         return False
     modules["torch"] = None  # `import torch` then raises ImportError, which KerasCV expects where it is not installed.
     return True
+
+
+def limit_malloc_arenas(libc=None, cpus=None):
+    """One glibc malloc arena per core, not glibc's eight: TensorFlow's thread pools spread a
+    training step's small tensors and its graph over as many arenas as they have threads, and
+    each arena keeps the memory freed in it. Call it in a program's own process before TensorFlow
+    starts its threads; returns whether it could (glibc only)."""
+    M_ARENA_MAX = -8  # glibc's malloc.h.
+    try:
+        libc = libc or ctypes.CDLL("libc.so.6")
+        return libc.mallopt(M_ARENA_MAX, cpus or os.cpu_count() or 1) == 1
+    except (OSError, AttributeError):  # Not glibc.
+        return False
 
 
 def has_tpu():

@@ -19,7 +19,7 @@ from absl import flags
 
 from genlab.errors import UserError
 from genlab.files import check_output_path
-from genlab.runtime import STRATEGIES, keep_torch_out, use_onednn_kernels
+from genlab.runtime import STRATEGIES, keep_torch_out, limit_malloc_arenas, use_onednn_kernels
 from scripts.common_flags import positive, run_program
 from scripts.xray_flags import define_weight_flags
 from xray.config import DEFAULT_CAPTION_TEMPLATE, FinetuneConfig
@@ -61,7 +61,8 @@ def main():
     check_output_path(FLAGS.output_dir, "--output_dir")
     if FLAGS.full_unet and (FLAGS.lora_text_encoder or FLAGS.init_lora):
         raise UserError("--full_unet trains the U-Net itself: leave out --lora_text_encoder and --init_lora")
-    keep_torch_out()  # These two before KerasCV and TensorFlow load, which the next imports do.
+    keep_torch_out()  # These before KerasCV and TensorFlow load, which the next imports do.
+    limit_malloc_arenas()
     if FLAGS.cpu_onednn:
         use_onednn_kernels()
     from xray.prompts import load_prompt_file

@@ -64,3 +64,17 @@ def test_keep_torch_out_keeps_kerascv_from_importing_pytorch_where_it_is_install
     assert modules_after_keras_cv("from genlab.runtime import keep_torch_out; assert keep_torch_out()") == "False"
     loaded = {"keras_cv": sys}
     assert not runtime.keep_torch_out(loaded) and loaded == {"keras_cv": sys}  # Too late: nothing is changed.
+
+
+def test_malloc_arenas_are_limited_to_one_per_core():
+    class Libc:
+        def __init__(self):
+            self.calls = []
+
+        def mallopt(self, option, value):
+            self.calls.append((option, value))
+            return 1
+
+    libc = Libc()
+    assert runtime.limit_malloc_arenas(libc, cpus=4) and libc.calls == [(-8, 4)]  # M_ARENA_MAX, from glibc's malloc.h.
+    assert not runtime.limit_malloc_arenas(object())  # No mallopt: not glibc.
