@@ -43,12 +43,12 @@ def load_keras_cv_weights(model, path):
         group = f["model_weights"] if "model_weights" in f else f  # A whole saved model holds its weights there.
         names = [name for name in load_attributes_from_hdf5_group(group, "layer_names")
                  if load_attributes_from_hdf5_group(group[name], "weight_names")]
-        layers = [layer for layer in model.layers if layer.trainable_weights + layer.non_trainable_weights]
+        layers = [(layer, layer.trainable_weights + layer.non_trainable_weights) for layer in model.layers]
+        layers = [(layer, variables) for layer, variables in layers if variables]
         if len(names) != len(layers):
             raise ValueError(f"the file has weights for {len(names)} layers, {model.name} has {len(layers)}")
         pairs = []
-        for name, layer in zip(names, layers):
-            variables = layer.trainable_weights + layer.non_trainable_weights
+        for name, (layer, variables) in zip(names, layers):
             datasets = [group[name][weight] for weight in load_attributes_from_hdf5_group(group[name], "weight_names")]
             if [tuple(d.shape) for d in datasets] != [tuple(v.shape) for v in variables]:
                 raise ValueError(f"layer {name!r} holds shapes {[d.shape for d in datasets]}, {layer.name} needs {[tuple(v.shape) for v in variables]}")

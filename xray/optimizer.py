@@ -21,17 +21,15 @@ class AdamW(keras.optimizers.Adam):
     def __init__(self, learning_rate=0.001, weight_decay=0.004, **kwargs):
         super().__init__(learning_rate, **kwargs)  # No weight_decay for the base: the update applies it.
         self.decoupled_weight_decay = weight_decay
-        self._factors = None
+        self._factors = {}
 
     def apply(self, grads, trainable_variables=None):
-        self._factors = None  # Made again by the update's first variable, from this update's step and rate.
+        self._factors = {}  # Made again by the update's first variable, from this update's step and rate.
         return super().apply(grads, trainable_variables)
 
     def _step_factors(self, learning_rate, dtype):
         """ResourceApplyAdam's scalar arguments and lr * weight_decay in `dtype`, made once per
         update and dtype: every variable's update gets the same rate and step."""
-        if self._factors is None:
-            self._factors = {}
         if dtype not in self._factors:
             lr = ops.cast(learning_rate, dtype)
             step = ops.cast(self.iterations + 1, dtype)
