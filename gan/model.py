@@ -15,6 +15,7 @@ from keras import layers, ops
 
 from gan.clusters import cluster_sampler
 from gan.config import ARCHITECTURES
+from genlab.distribute import PrebuiltModel
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -85,7 +86,7 @@ def is_conditional(generator):
     return len(generator.inputs) == 2
 
 
-class GAN(keras.Model):
+class GAN(PrebuiltModel):
     """Trains a generator against a discriminator with the non-saturating GAN loss.
 
     Samples come from `averaged_generator`, an exponential moving average of the generator's
@@ -112,7 +113,6 @@ class GAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
-        self.built = True  # Both networks are built functional models.
 
     def compile(self, d_optimizer, g_optimizer, real_label=1.0, jit_compile=False):
         """`real_label` < 1 is one-sided label smoothing (Salimans et al., 2016)."""
@@ -123,12 +123,6 @@ class GAN(keras.Model):
         d_optimizer.build(self.discriminator.trainable_variables)
         g_optimizer.build(self.generator.trainable_variables)
         self.real_label = real_label
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3 (3.15 included) builds a model here from a batch it averages across
-        # replicas, which fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-        # Both networks and both optimizers are built already: there is nothing to build.
-        pass
 
     @property
     def metrics(self):

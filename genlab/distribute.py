@@ -5,6 +5,7 @@ import os
 import socket
 import sys
 
+import keras
 import tensorflow as tf
 
 from genlab.errors import UserError
@@ -90,3 +91,21 @@ def local_tf_configs(num_workers):
     for s in sockets:
         s.close()
     return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(num_workers)]
+
+
+class PrebuiltModel(keras.Model):
+    """Base of a model made of networks built before it (functional models) and trained by its
+    own `train_step`, with no `call`.
+
+    Under a strategy, Keras 3 (3.15 included) builds a model in `fit` and `evaluate` by calling
+    it on a batch that it averages across replicas: such a model has no call, and the averaging
+    fails under MultiWorkerMirroredStrategy (keras-team/keras#20585). Its networks are built,
+    and its optimizers once compiled: there is nothing to build.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.built = True
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        pass

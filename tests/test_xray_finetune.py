@@ -11,6 +11,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from conftest import fingerprint
@@ -80,19 +81,59 @@ def test_every_batch_is_a_function_of_the_seed_and_its_number(shapes, clip_token
     assert sorted(seen) == list(range(12))
 
 
-def test_fit_traces_the_training_step_once():
+def test_fit_traces_the_training_step_once_in_the_function_that_reads_the_batch():
     # Were the optimizer's slots made while tracing, tf.function would trace the step again and
-    # keep both graphs: with the real U-Net, a second graph of the whole network in memory.
+    # keep both graphs: with the real U-Net, a second graph of the whole network in memory. And
+    # were the step a tf.function of its own, called from the one that reads the batch (as in
+    # Keras's trainer), TensorFlow would hold the step's graph in both.
     model = DiffusionFineTuner(diffusion_model(64))
-    traces, step = [], model.train_step
-    model.train_step = lambda data: (traces.append(1), step(data))[1]
+    graphs, step = [], model.train_step
+    model.train_step = lambda data: (graphs.append(tf.compat.v1.get_default_graph()), step(data))[1]
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
     latents = np.random.default_rng(0).standard_normal((4, 8, 8, 4), dtype=np.float32)
     contexts = np.zeros((2, 77, WIDTH), np.float32)  # One caption and "".
     plan = UpdatePlan(latents, np.zeros(4, int), ["a circle", ""], NoiseSchedule.keras_cv(),
                       FinetuneConfig(image_size=64, batch_size=1), contexts=contexts)
     model.fit(plan.dataset(0, 3), epochs=1, verbose=0)
-    assert len(traces) == 1 and int(model.optimizer.iterations) == 3
+    assert len(graphs) == 1 and int(model.optimizer.iterations) == 3
+    assert "IteratorGetNext" in {op.type for op in graphs[0].get_operations()}
+
+
+def test_fit_and_evaluate_end_where_a_dataset_of_unknown_length_does():
+    model = DiffusionFineTuner(diffusion_model(64))
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    plan = UpdatePlan(np.random.default_rng(0).standard_normal((4, 8, 8, 4), dtype=np.float32), np.zeros(4, int),
+                      ["a circle", ""], NoiseSchedule.keras_cv(), FinetuneConfig(image_size=64, batch_size=1),
+                      contexts=np.zeros((2, 77, WIDTH), np.float32))
+    batches = lambda: tf.data.Dataset.from_generator(  # noqa: E731
+        lambda: (plan.batch(number) for number in range(5)),
+        output_signature={key: tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype))
+                          for key, value in plan.batch(0).items()})
+    assert batches().cardinality() == tf.data.UNKNOWN_CARDINALITY
+    steps = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs=None: steps.append(batch))
+    history = model.fit(batches(), epochs=2, verbose=0, callbacks=[counter])
+    assert steps == [0, 1, 2, 3, 4] * 2 and len(history.history["loss"]) == 2
+    assert int(model.optimizer.iterations) == 10  # Not advanced by the read past the end.
+    losses = [model.noise_loss(tf.nest.map_structure(tf.constant, plan.batch(number)), training=False)
+              for number in range(5)]
+    expected = float(np.mean(losses))
+    assert np.isclose(model.evaluate(batches(), verbose=0, return_dict=True)["loss"], expected, rtol=1e-5)  # Five batches, not six.
+
+
+def test_fit_under_a_mirrored_strategy_takes_the_same_steps():
+    plan = UpdatePlan(np.random.default_rng(0).standard_normal((4, 8, 8, 4), dtype=np.float32), np.zeros(4, int),
+                      ["a circle", ""], NoiseSchedule.keras_cv(), FinetuneConfig(image_size=64, batch_size=2),
+                      contexts=np.zeros((2, 77, WIDTH), np.float32))
+    weights, losses = None, []
+    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["CPU:0"])):
+        with strategy.scope():
+            model = DiffusionFineTuner(diffusion_model(64))
+            model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        weights = weights or model.get_weights()
+        model.set_weights(weights)
+        losses.append(model.fit(plan.dataset(0, 3), epochs=1, verbose=0).history["step_loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
 
 
 @TRAINS
@@ -113,6 +154,20 @@ def test_training_lowers_the_loss_and_writes_its_outputs(tmp_path, shapes, clip_
     before = fingerprint(untrained)
     untrained.load_weights(os.path.join(merged, KERAS_CV_FILES["diffusion_model"][0]))
     assert fingerprint(untrained) == fingerprint(models.diffusion_model) != before
+
+
+@TRAINS
+def test_finetune_in_a_mirrored_strategys_scope_trains_as_without(tmp_path, shapes, clip_tokenizer):
+    # As genlab-xray-finetune --strategy=mirrored runs it: networks built and `finetune` run in the scope.
+    config = FinetuneConfig(**{**SMALL.__dict__, "max_steps": 5, "sample_every": 0})
+    losses = []
+    for name, strategy in (("default", tf.distribute.get_strategy()), ("mirrored", tf.distribute.MirroredStrategy(["CPU:0"]))):
+        with strategy.scope():
+            finetune(standin_models(clip_tokenizer), image_encoder(), training_examples(shapes), str(tmp_path / name), config,
+                     verbose=0)
+        losses.append([float(row["loss"]) for row in read_csv(tmp_path / name / "history.csv")])
+    assert len(losses[0]) == 5
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
 
 
 @TRAINS

@@ -32,9 +32,11 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.backend.tensorflow.trainer import reduce_per_replica
 from PIL import Image
 
 from genlab import plots
+from genlab.distribute import PrebuiltModel
 from genlab.errors import UserError
 from genlab.files import atomic_path, read_csv, write_csv, write_json
 from xray.attention import recompute_in_backward
@@ -127,7 +129,7 @@ def to_model_range(images):
     return images.astype(np.float32) / 127.5 - 1.0
 
 
-class DiffusionFineTuner(keras.Model):
+class DiffusionFineTuner(PrebuiltModel):
     """Trains the U-Net (its adapters, or all of it) to predict the noise added to latents.
 
     Batches carry everything random, drawn by `UpdatePlan`: `x` (latents, or images when
@@ -154,6 +156,46 @@ class DiffusionFineTuner(keras.Model):
         # tf.function that creates variables is traced a second time, and the first trace's
         # graph of the whole U-Net stays in memory.
         self.optimizer.build(self.trainable_variables)
+
+    def make_train_function(self, force=False):
+        if self._keras_functions_needed():
+            return super().make_train_function(force)
+        if self.train_function is None or force:
+            self.train_function = self._function_of_iterator(self.train_step)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if self._keras_functions_needed():
+            return super().make_test_function(force)
+        if self.test_function is None or force:
+            self.test_function = self._function_of_iterator(self.test_step)
+        return self.test_function
+
+    def _keras_functions_needed(self):
+        return self.run_eagerly or self.steps_per_execution != 1
+
+    def _function_of_iterator(self, step):
+        """`fit`'s or `evaluate`'s function of the data iterator: one batch read and `step` run,
+        in one tf.function. Keras's own calls `step`'s tf.function from another that reads the
+        batch, and TensorFlow then holds the U-Net's graph for both."""
+
+        @tf.function(reduce_retracing=True)
+        def step_on_iterator(iterator):
+            data = iterator.get_next()
+            # Every op of the step waits on the batch. Else, past the last batch of a dataset of
+            # unknown length, counters that do not depend on it (the optimizer's iterations, a
+            # mean's count) still advance, as they do under Keras's function.
+            with tf.control_dependencies(tf.nest.flatten(data, expand_composites=True)):
+                outputs = self.distribute_strategy.run(step, args=(data,))
+            return reduce_per_replica(outputs, self.distribute_strategy, reduction="auto")
+
+        def function(iterator):
+            try:
+                return step_on_iterator(iterator)
+            except tf.errors.OutOfRangeError:  # Where Keras's returns an empty optional.
+                raise StopIteration from None
+
+        return function
 
     def noise_loss(self, data, training):
         """Mean squared error between the noise added to each row's latents and the U-Net's prediction of it."""
