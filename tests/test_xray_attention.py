@@ -3,11 +3,13 @@ their gradients, and in a graph the backward pass really computes again what it 
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.grappler import tf_optimizer
 
+import xray.attention
 from conftest import assert_close, output_and_gradients
 from xray.attention import attention, geglu, recompute_in_backward
 
@@ -50,7 +52,10 @@ def test_geglu_gives_keras_cvs_formula_and_its_gradients():
     assert_close(got[1:], expected[1:])
 
 
-def test_a_network_computes_what_keras_cvs_layers_do_in_a_graph():
+@pytest.mark.parametrize("recompute_projections", [False, True])
+def test_a_network_computes_what_keras_cvs_layers_do_in_a_graph(monkeypatch, recompute_projections):
+    if recompute_projections:  # As the high-resolution GEGLUs do: their kernels' gradients too.
+        monkeypatch.setattr(xray.attention, "RECOMPUTE_BYTES", 0)
     x, context = keras.Input((12, 16)), keras.Input((5, 16))
     attended = CrossAttention(num_heads=2, head_size=8)(x, context=context)
     network = keras.Model([x, context], GEGLU(16)(attended))
@@ -92,6 +97,31 @@ def test_grappler_keeps_the_backward_passes_recomputation():
     traced = [op.node_def for op in graph.get_operations()]
     for op_type in ("BatchMatMulV2", "Tanh"):  # The recomputed scores q k^T are products.
         assert count(op_type, optimized.node) == count(op_type, traced) > 0, op_type
+
+
+def test_large_geglu_projections_are_computed_again_in_the_backward_pass(monkeypatch):
+    """What such a GEGLU keeps is its input, not its projection's output (eight times as wide):
+    the backward pass has the projection's product once more, and Grappler keeps it."""
+    x = keras.Input((6, 4))
+    network = keras.Model(x, GEGLU(4)(x))
+    network.trainable = False  # As the U-Net's are, but for adapters.
+    spec = tf.TensorSpec((1, 6, 4))
+
+    def products(recompute_bytes):
+        monkeypatch.setattr(xray.attention, "RECOMPUTE_BYTES", recompute_bytes)
+        recompute_in_backward(network)
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(tf.square(network(x)))
+            return tape.gradient(loss, x)
+
+        _, optimized = optimized_graph(step, spec)
+        return sum(node.op in ("MatMul", "_MklMatMul") for node in optimized.node)
+
+    assert products(0) == products(2**30) + 1 > 1
 
 
 def softmax_calls(operations):

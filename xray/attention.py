@@ -6,7 +6,8 @@ the five highest-resolution self-attentions. Here queries go in chunks, each kee
 softmax's log-normalizer, and the backward pass computes the chunk's probabilities again (as
 FlashAttention does): the same function to round-off, without those matrices.
 `GEGLU`'s tanh-approximated GELU likewise keeps only its input, not each intermediate of the
-formula.
+formula, and in the high-resolution blocks the layer keeps only its own input: the backward
+pass computes its projection (to eight times that width) again.
 
 Products run in the inputs' dtype, as every other product of the network does (bfloat16
 under mixed_bfloat16, where they are several times faster than in float32); the softmax's
@@ -30,6 +31,11 @@ from xray.normalization import group_norm_call, layer_norm_call
 
 # Bytes of one (heads, chunk, keys) matrix: 512 float32 or 1,024 bfloat16 queries a chunk at 512 px.
 CHUNK_BYTES = 64 * 2**20
+# A GEGLU projection's output for one image from this size on is computed again in the backward
+# pass rather than kept: the higher-resolution blocks', which fill memory at the step's peak.
+# The product costs the same at every resolution, so recomputing the small ones would cost as
+# much time for little memory.
+RECOMPUTE_BYTES = 8 * 2**20
 
 
 def query_chunk(heads, keys, dtype):
@@ -142,8 +148,14 @@ def geglu(h, units):
 
 
 def _geglu_call(self, inputs):
-    """GEGLU.call with `geglu` in place of its elementwise formula."""
-    return geglu(self.dense(inputs), self.output_dim)
+    """GEGLU.call with `geglu` in place of its elementwise formula. Where its projection's output
+    is large (`RECOMPUTE_BYTES`), the backward pass computes the projection again from the
+    layer's input, an eighth of its size, instead of keeping it (`tf.recompute_grad` makes the
+    recomputation wait on the incoming gradient)."""
+    project = lambda x: geglu(self.dense(x), self.output_dim)  # noqa: E731
+    if inputs.shape[1] * 2 * self.output_dim * tf.as_dtype(self.dense.compute_dtype).size >= RECOMPUTE_BYTES:
+        return tf.recompute_grad(project)(inputs)
+    return project(inputs)
 
 
 def recompute_in_backward(network):
