@@ -81,6 +81,13 @@ def test_every_batch_is_a_function_of_the_seed_and_its_number(shapes, clip_token
     assert sorted(seen) == list(range(12))
 
 
+def latent_plan(batch_size=1):
+    """Batches of four cached 64 px latents, one caption and "", for the stand-in U-Net."""
+    latents = np.random.default_rng(0).standard_normal((4, 8, 8, 4), dtype=np.float32)
+    return UpdatePlan(latents, np.zeros(4, int), ["a circle", ""], NoiseSchedule.keras_cv(),
+                      FinetuneConfig(image_size=64, batch_size=batch_size), contexts=np.zeros((2, 77, WIDTH), np.float32))
+
+
 def test_fit_traces_the_training_step_once_in_the_function_that_reads_the_batch():
     # Were the optimizer's slots made while tracing, tf.function would trace the step again and
     # keep both graphs: with the real U-Net, a second graph of the whole network in memory. And
@@ -90,11 +97,7 @@ def test_fit_traces_the_training_step_once_in_the_function_that_reads_the_batch(
     graphs, step = [], model.train_step
     model.train_step = lambda data: (graphs.append(tf.compat.v1.get_default_graph()), step(data))[1]
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    latents = np.random.default_rng(0).standard_normal((4, 8, 8, 4), dtype=np.float32)
-    contexts = np.zeros((2, 77, WIDTH), np.float32)  # One caption and "".
-    plan = UpdatePlan(latents, np.zeros(4, int), ["a circle", ""], NoiseSchedule.keras_cv(),
-                      FinetuneConfig(image_size=64, batch_size=1), contexts=contexts)
-    model.fit(plan.dataset(0, 3), epochs=1, verbose=0)
+    model.fit(latent_plan().dataset(0, 3), epochs=1, verbose=0)
     assert len(graphs) == 1 and int(model.optimizer.iterations) == 3
     assert "IteratorGetNext" in {op.type for op in graphs[0].get_operations()}
 
@@ -102,9 +105,7 @@ def test_fit_traces_the_training_step_once_in_the_function_that_reads_the_batch(
 def test_fit_and_evaluate_end_where_a_dataset_of_unknown_length_does():
     model = DiffusionFineTuner(diffusion_model(64))
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    plan = UpdatePlan(np.random.default_rng(0).standard_normal((4, 8, 8, 4), dtype=np.float32), np.zeros(4, int),
-                      ["a circle", ""], NoiseSchedule.keras_cv(), FinetuneConfig(image_size=64, batch_size=1),
-                      contexts=np.zeros((2, 77, WIDTH), np.float32))
+    plan = latent_plan()
     batches = lambda: tf.data.Dataset.from_generator(  # noqa: E731
         lambda: (plan.batch(number) for number in range(5)),
         output_signature={key: tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype))
@@ -122,9 +123,7 @@ def test_fit_and_evaluate_end_where_a_dataset_of_unknown_length_does():
 
 
 def test_fit_under_a_mirrored_strategy_takes_the_same_steps():
-    plan = UpdatePlan(np.random.default_rng(0).standard_normal((4, 8, 8, 4), dtype=np.float32), np.zeros(4, int),
-                      ["a circle", ""], NoiseSchedule.keras_cv(), FinetuneConfig(image_size=64, batch_size=2),
-                      contexts=np.zeros((2, 77, WIDTH), np.float32))
+    plan = latent_plan(batch_size=2)
     weights, losses = None, []
     for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["CPU:0"])):
         with strategy.scope():
