@@ -74,6 +74,26 @@ def output_and_gradients(function, tensors):
     return [output] + tape.gradient(loss, tensors)
 
 
+def ancestry():
+    """A function giving the ops an op depends on in its graph (not the op itself), through
+    inputs and control inputs; it remembers what it found."""
+    known = {}
+
+    def ancestors(op):
+        if op not in known:
+            seen, stack = set(), [op]
+            while stack:
+                current = stack.pop()
+                for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+                    if parent not in seen:
+                        seen.add(parent)
+                        stack.append(parent)
+            known[op] = seen
+        return known[op]
+
+    return ancestors
+
+
 def assert_close(got, expected, rtol=1e-5, atol=1e-5):
     """Each of two lists of arrays equal within the tolerances; a failure names the item."""
     for i, (a, b) in enumerate(zip(got, expected)):

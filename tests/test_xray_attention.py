@@ -5,17 +5,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention
+from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention, ResBlock
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.grappler import tf_optimizer
 
 import xray.attention
-from conftest import assert_close, output_and_gradients
-from xray.attention import attention, geglu, recompute_in_backward
+from conftest import ancestry, assert_close, output_and_gradients
+from xray.attention import attention, geglu, merge_heads, recompute_in_backward
 
 
 def softmax_attention(q, k, v, scale):
-    return tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * scale), v)
+    return merge_heads(tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * scale), v))
 
 
 def test_chunks_give_softmax_attention_and_its_gradients():
@@ -70,6 +70,43 @@ def test_a_network_computes_what_keras_cvs_layers_do_in_a_graph(monkeypatch, rec
     assert "Softmax" in op_types(keras_cvs) and "Softmax" not in op_types(chunked)  # The swap took.
 
 
+def test_the_backward_pass_keeps_the_attention_output_once():
+    """The out projection's adapter keeps its input, the attention's output with the heads
+    merged; the attention's gradient reads that tensor, not a copy in the heads' layout."""
+    x = keras.Input((12, 12))
+    layer = CrossAttention(num_heads=2, head_size=8)  # 12 wide in, 16 across the heads.
+    network = keras.Model(x, layer(x))
+    layer.out_proj.enable_lora(2)
+    recompute_in_backward(network)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = network(x)
+        return y, tape.gradient(y, [x] + network.trainable_weights)
+
+    graph = step.get_concrete_function(tf.TensorSpec((1, 12, 12))).graph
+    ancestors = ancestry()
+    forward, backward = ancestors(graph.outputs[0].op), set().union(*(ancestors(t.op) for t in graph.outputs[1:]))
+    kept = {t.name: t for op in backward - forward for t in op.inputs if t.op in forward}.values()
+    assert sum(t.shape.as_list() == [1, 2, 12, 8] for t in kept) == 3  # q, k and v; the output as (1, 12, 16).
+
+
+def test_a_res_block_computes_what_keras_cvs_does_each_swish_in_its_normalization():
+    x, embedding = keras.Input((4, 4, 32)), keras.Input((8,))
+    network = keras.Model([x, embedding], ResBlock(64)([x, embedding]))  # 32 -> 64 channels: a residual projection.
+    rng = np.random.default_rng(5)
+    inputs = [tf.constant(rng.standard_normal((2, 4, 4, 32)) * 2 + 1, tf.float32), tf.constant(rng.standard_normal((2, 8)), tf.float32)]
+    step = lambda: output_and_gradients(lambda *w: network(inputs), [w.value for w in network.trainable_weights])  # noqa: E731
+    keras_cvs, fused = tf.function(step), tf.function(step)
+    expected = keras_cvs()
+    recompute_in_backward(network)
+    assert_close(fused(), expected)
+    sigmoids = lambda f: sum(op.type == "Sigmoid" for op in f.get_concrete_function().graph.get_operations())  # noqa: E731
+    assert sigmoids(keras_cvs) > sigmoids(fused) == 1  # Only the embedding's swish is left outside the normalizations.
+
+
 def optimized_graph(function, *specs):
     """The concrete function's graph as Grappler rewrites it before running it."""
     graph = function.get_concrete_function(*specs).graph
@@ -88,8 +125,8 @@ def test_grappler_keeps_the_backward_passes_recomputation():
     def step(q, k, v):
         with tf.GradientTape() as tape:
             tape.watch([q, k, v])
-            out = attention(q, k, v, 0.3, chunk=16)
-            loss = tf.reduce_sum(geglu(tf.concat([out, q], axis=-1), 8) * tf.sin(q))
+            out = attention(q, k, v, 0.3, chunk=16)  # (1, 48, 16)
+            loss = tf.reduce_sum(geglu(out, 8) * tf.sin(q[:, 0]))
         return tape.gradient(loss, [q, k, v])
 
     graph, optimized = optimized_graph(step, spec, spec, spec)
@@ -143,19 +180,7 @@ def test_each_chunk_waits_on_the_one_before():
         return tape.gradient(loss, [q, k, v])
 
     operations = step.get_concrete_function(spec, spec, spec).graph.get_operations()
-    known = {}
-
-    def ancestors(op):
-        if op not in known:
-            seen, stack = set(), [op]
-            while stack:
-                current = stack.pop()
-                for parent in [t.op for t in current.inputs] + list(current.control_inputs):
-                    if parent not in seen:
-                        seen.add(parent)
-                        stack.append(parent)
-            known[op] = seen
-        return known[op]
+    ancestors = ancestry()
 
     exps = softmax_calls(operations)  # Each chunk's probabilities, forward and backward.
     assert len(exps) == 2 * chunks

@@ -25,12 +25,14 @@ import types
 
 import keras
 import tensorflow as tf
-from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention
+from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention, ResBlock
 
 from xray.normalization import group_norm_call, layer_norm_call
 
-# Bytes of one (heads, chunk, keys) matrix: 512 float32 or 1,024 bfloat16 queries a chunk at 512 px.
-CHUNK_BYTES = 64 * 2**20
+# Bytes of one (heads, chunk, keys) matrix: 128 float32 or 256 bfloat16 queries a chunk at 512 px.
+# Three such matrices are alive at the backward pass's peak; the products stay large enough
+# for oneDNN to run at full speed.
+CHUNK_BYTES = 16 * 2**20
 # A GEGLU projection's output for one image from this size on is computed again in the backward
 # pass rather than kept: the higher-resolution blocks', which fill memory at the step's peak.
 # The product costs the same at every resolution, so recomputing the small ones would cost as
@@ -57,13 +59,22 @@ def _score_gradient(p, d_p, row_dot, scale):
     return tf.cast(tf.cast(p, tf.float32) * (tf.cast(d_p, tf.float32) - row_dot) * scale, p.dtype)
 
 
+def merge_heads(x):
+    """(batch, heads, tokens, head_size) -> (batch, tokens, heads * head_size)."""
+    return tf.reshape(tf.transpose(x, (0, 2, 1, 3)), (-1, x.shape[2], x.shape[1] * x.shape[3]))
+
+
 def attention(q, k, v, scale, chunk=None):
-    """softmax(q k^T * scale) v for (batch, heads, tokens, head_size) tensors, products in their
-    dtype and softmax in float32; its gradient recomputes the probabilities chunk by chunk instead
-    of keeping them. `chunk` (queries) defaults to `query_chunk`'s."""
-    dtype = q.dtype
-    chunk = chunk or query_chunk(q.shape[1], k.shape[2], dtype)
-    starts = range(0, q.shape[2], chunk)
+    """softmax(q k^T * scale) v for (batch, heads, tokens, head_size) tensors, with the heads
+    merged (`merge_heads`), products in their dtype and softmax in float32; its gradient
+    recomputes the probabilities chunk by chunk instead of keeping them. `chunk` (queries)
+    defaults to `query_chunk`'s.
+
+    The output is returned as the out projection takes it, and the gradient reads it in that
+    layout: so the backward pass keeps one copy of it, which the projection's adapter needs too."""
+    dtype, (heads, tokens, size) = q.dtype, q.shape[1:]
+    chunk = chunk or query_chunk(heads, k.shape[2], dtype)
+    starts = range(0, tokens, chunk)
     f32 = lambda t: tf.cast(t, tf.float32)  # noqa: E731
 
     def scores(i, after):
@@ -84,12 +95,14 @@ def attention(q, k, v, scale, chunk=None):
             total = weighted[..., -1:]
             outputs.append(tf.cast(weighted[..., :-1] / total, dtype))  # Normalizing the product, not the matrix.
             normalizers.append(peak + tf.math.log(total))
-        output = tf.concat(outputs[1:], axis=2)  # Kept in the inputs' dtype, as the layer returns it.
+        output = merge_heads(tf.concat(outputs[1:], axis=2))  # Kept in the inputs' dtype, as the layer returns it.
 
-        def gradient(d_output):
+        def gradient(d_merged):
             # With P = softmax(S): dV = P^T dO, dP = dO V^T, dS as `_score_gradient` computes it.
-            with tf.control_dependencies([d_output]):  # Else the cast runs in the forward pass and its copy is kept.
-                row_dot = tf.reduce_sum(f32(d_output) * f32(output), axis=-1, keepdims=True)
+            with tf.control_dependencies([d_merged]):  # Else the cast runs in the forward pass and its copy is kept.
+                per_head = tf.reshape(f32(d_merged) * f32(output), (-1, tokens, heads, size))
+                row_dot = tf.transpose(tf.reduce_sum(per_head, axis=-1, keepdims=True), (0, 2, 1, 3))
+            d_output = tf.transpose(tf.reshape(d_merged, (-1, tokens, heads, size)), (0, 2, 1, 3))
             d_q, d_k, d_v = [], tf.zeros_like(k, tf.float32), tf.zeros_like(v, tf.float32)
             done = [d_output]  # A chunk starts when the one before has used all its matrices.
             for i, normalizer in zip(starts, normalizers):
@@ -116,10 +129,8 @@ def _chunked_call(self, inputs, context=None):
     def heads(x, tokens):  # (batch, tokens, heads * size) -> (batch, heads, tokens, size)
         return tf.transpose(tf.reshape(x, (-1, tokens, self.num_heads, self.head_size)), (0, 2, 1, 3))
 
-    out = attention(heads(self.to_q(inputs), inputs.shape[1]), heads(self.to_k(context), context.shape[1]),
-                    heads(self.to_v(context), context.shape[1]), self.scale)
-    out = tf.reshape(tf.transpose(out, (0, 2, 1, 3)), (-1, inputs.shape[1], self.num_heads * self.head_size))
-    return self.out_proj(out)
+    return self.out_proj(attention(heads(self.to_q(inputs), inputs.shape[1]), heads(self.to_k(context), context.shape[1]),
+                                   heads(self.to_v(context), context.shape[1]), self.scale))
 
 
 GELU_SCALE = 0.7978845608  # sqrt(2 / pi), as KerasCV writes it.
@@ -158,12 +169,24 @@ def _geglu_call(self, inputs):
     return project(inputs)
 
 
+def _res_block_call(self, inputs):
+    """ResBlock.call with each GroupNormalization and the swish after it as one `normalize`,
+    which keeps only its input, where the swish would keep the normalized values."""
+    inputs, embeddings = inputs
+    for layer in self.embedding_flow:
+        embeddings = layer(embeddings)
+    norm, _, conv = self.entry_flow
+    x = conv(group_norm_call(norm, inputs, swish=True)) + embeddings[:, None, None]
+    norm, _, conv = self.exit_flow
+    return conv(group_norm_call(norm, x, swish=True)) + self.residual_projection(inputs)
+
+
 def recompute_in_backward(network):
-    """Makes every CrossAttention, GEGLU, LayerNormalization and GroupNormalization in `network`
-    compute with `attention`, `geglu` and `xray.normalization.normalize`: the same functions,
-    weights untouched, with less kept for the backward pass."""
-    calls = {CrossAttention: _chunked_call, GEGLU: _geglu_call, keras.layers.LayerNormalization: layer_norm_call,
-             keras.layers.GroupNormalization: group_norm_call}
+    """Makes every CrossAttention, GEGLU, ResBlock, LayerNormalization and GroupNormalization in
+    `network` compute with `attention`, `geglu` and `xray.normalization.normalize`: the same
+    functions, weights untouched, with less kept for the backward pass."""
+    calls = {CrossAttention: _chunked_call, GEGLU: _geglu_call, ResBlock: _res_block_call,
+             keras.layers.LayerNormalization: layer_norm_call, keras.layers.GroupNormalization: group_norm_call}
     for layer in network._flatten_layers(include_self=False):
         if type(layer) in calls:
             layer.call = types.MethodType(calls[type(layer)], layer)
