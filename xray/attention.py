@@ -33,8 +33,9 @@ from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAtt
 from xray.normalization import group_norm_call, layer_norm_call
 
 # Bytes of one (heads, chunk, keys) matrix: 128 float32 or 256 bfloat16 queries a chunk at 512 px.
-# Three such matrices are alive at the backward pass's peak; the products stay large enough
-# for oneDNN to run at full speed.
+# Three such matrices are alive at the backward pass's peak, where a whole step's memory peaks
+# at 512 px; smaller chunks would keep less there but add ops, and passes over the key and
+# value gradients that every chunk adds to.
 CHUNK_BYTES = 16 * 2**20
 # A GEGLU projection's output for one image from this size on is computed again in the backward
 # pass rather than kept: the higher-resolution blocks', which fill memory at the step's peak.
