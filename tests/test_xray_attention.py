@@ -97,7 +97,7 @@ def test_a_res_block_computes_what_keras_cvs_does_each_swish_in_its_normalizatio
     x, embedding = keras.Input((4, 4, 32)), keras.Input((8,))
     network = keras.Model([x, embedding], ResBlock(64)([x, embedding]))  # 32 -> 64 channels: a residual projection.
     rng = np.random.default_rng(5)
-    inputs = [tf.constant(rng.standard_normal((2, 4, 4, 32)) * 2 + 1, tf.float32), tf.constant(rng.standard_normal((2, 8)), tf.float32)]
+    inputs = [tf.constant(rng.standard_normal(shape) * 2 + 1, tf.float32) for shape in ((2, 4, 4, 32), (2, 8))]
     step = lambda: output_and_gradients(lambda *w: network(inputs), [w.value for w in network.trainable_weights])  # noqa: E731
     keras_cvs, fused = tf.function(step), tf.function(step)
     expected = keras_cvs()

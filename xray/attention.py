@@ -6,11 +6,11 @@ the five highest-resolution self-attentions. Here queries go in chunks, each kee
 softmax's log-normalizer, and the backward pass computes the chunk's probabilities again (as
 FlashAttention does): the same function to round-off, without those matrices. The output
 comes back with the heads merged, as the out projection takes it, so that the one tensor its
-adapter keeps is the one the gradient reads. `GEGLU`'s tanh-approximated GELU likewise keeps only its input, not each intermediate of the
-formula, and in the high-resolution blocks the layer keeps only its own input: the backward
-pass computes its projection (to eight times that width) again. A `ResBlock`'s
-GroupNormalization and the swish after it run as one `xray.normalization.normalize`, so the
-swish does not keep the normalized values.
+adapter keeps is the one the gradient reads. `GEGLU`'s tanh-approximated GELU likewise keeps
+only its input, not each intermediate of the formula, and in the high-resolution blocks the
+layer keeps only its own input: the backward pass computes its projection (to eight times
+that width) again. A `ResBlock`'s GroupNormalization and the swish after it run as one
+`xray.normalization.normalize`, so the swish does not keep the normalized values.
 
 Products run in the inputs' dtype, as every other product of the network does (bfloat16
 under mixed_bfloat16, where they are several times faster than in float32); the softmax's

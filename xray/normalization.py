@@ -22,7 +22,7 @@ _STATISTICS = (1, 3)
 
 @tf.function(jit_compile=True)
 def _normalize(x, gamma, beta, epsilon, swish):
-    """(x - mean) / sqrt(variance + epsilon) * gamma + beta in float32, then y * sigmoid(y) if
+    """y = (x - mean) / sqrt(variance + epsilon) * gamma + beta in float32, or y * sigmoid(y) if
     `swish`, back in x's dtype; with the mean and reciprocal standard deviation."""
     x32 = tf.cast(x, tf.float32)
     mean = tf.reduce_mean(x32, axis=_STATISTICS, keepdims=True)
