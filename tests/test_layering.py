@@ -18,7 +18,7 @@ ALLOWED = {  # package -> the project packages its modules may import
     "scripts": set(PACKAGES),
 }
 # xray's modules bottom to top, as its package docstring lists them.
-XRAY_ORDER = ("networks", "normalization", "attention", "prompts", "image_folder", "config", "safetensors_file", "sampler", "bridge", "keras_cv_files", "lora", "optimizer", "export", "weights", "dataset", "generate", "finetune", "judge")
+XRAY_ORDER = ("networks", "normalization", "convolution", "attention", "prompts", "image_folder", "config", "safetensors_file", "sampler", "bridge", "keras_cv_files", "lora", "optimizer", "export", "weights", "dataset", "generate", "finetune", "judge")
 
 
 def project_imports(path):

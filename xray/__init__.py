@@ -5,8 +5,10 @@ Bottom to top (each module imports only those above it in this list):
 - `xray.networks`: KerasCV's networks (generation's three, and the VAE encoder), built untrained.
 - `xray.normalization`: layer and group normalization (and a swish after it) for training, keeping only their input
   for the backward pass.
+- `xray.convolution`: a frozen convolution's input gradient as one matrix product with its kernel as stored.
 - `xray.attention`: attention, GEGLU and ResBlock for training, computing again in the backward pass what
-  TensorFlow would keep; `recompute_in_backward` puts them and the normalizations into a U-Net.
+  TensorFlow would keep; `recompute_in_backward` puts them, the normalizations and the convolutions' gradient
+  into a U-Net.
 - `xray.prompts`: the classes and their prompts (built-in, or a JSON/YAML file).
 - `xray.image_folder`: users' class-folder image sets (8/16-bit grayscale or RGB, PNG or JPEG).
 - `xray.config`: `XrayConfig`, `FinetuneConfig`, `JudgeConfig` and their choices (no TensorFlow).

@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention, ResBlock
 
+from xray.convolution import product_gradient_convolution
 from xray.normalization import group_norm_call, layer_norm_call
 
 # Bytes of one (heads, chunk, keys) matrix: 128 float32 or 256 bfloat16 queries a chunk at 512 px.
@@ -188,9 +189,12 @@ def _res_block_call(self, inputs):
 def recompute_in_backward(network):
     """Makes every CrossAttention, GEGLU, ResBlock, LayerNormalization and GroupNormalization in
     `network` compute with `attention`, `geglu` and `xray.normalization.normalize`: the same
-    functions, weights untouched, with less kept for the backward pass."""
+    functions, weights untouched, with less kept for the backward pass. Its Conv2D layers take
+    `xray.convolution`'s input gradient where their kernels are frozen."""
     calls = {CrossAttention: _chunked_call, GEGLU: _geglu_call, ResBlock: _res_block_call,
              keras.layers.LayerNormalization: layer_norm_call, keras.layers.GroupNormalization: group_norm_call}
     for layer in network._flatten_layers(include_self=False):
         if type(layer) in calls:
             layer.call = types.MethodType(calls[type(layer)], layer)
+        elif type(layer) is keras.layers.Conv2D:
+            layer.convolution_op = types.MethodType(product_gradient_convolution, layer)
