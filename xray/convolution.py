@@ -5,8 +5,8 @@ blocked layout of its own: on every call it reorders the whole kernel into a buf
 then, and frees after, so the buffer's pages are faulted in afresh each time. For the U-Net's
 widest convolutions (1,280 channels, 3x3) that reorder costs many times the product itself,
 which at their low resolutions has few positions. Here the gradient is dy W^T for every tap at
-once, (positions, out) x (out, taps * in), with the kernel as the product reads it; each tap's
-columns are then added in at its offset, a col2im over a small image.
+once, (positions, out) x (out, taps * in), with the kernel as it is stored (reshaped, not
+copied); each tap's columns are then added in at its offset, a col2im over a small image.
 
 It is applied where that product's output is no larger than the kernel (an image has no more
 positions than the kernel has outputs), so it holds no more than the reorder did. At higher
@@ -20,8 +20,11 @@ import tensorflow as tf
 def takes_product_gradient(layer, inputs):
     """Whether `product_gradient_convolution` computes `layer`'s input gradient for `inputs`:
     a frozen kernel (no LoRA, not trainable), a plain 2-D convolution (channels last, valid
-    padding, stride and dilation 1, one group), and no more positions than outputs."""
+    padding, stride and dilation 1, one group), and no more positions than outputs (a known
+    number of them)."""
     height, width, _, outputs = layer._kernel.shape
+    if None in inputs.shape[1:3]:
+        return False
     frozen = not layer.lora_enabled and not (layer.trainable and layer._kernel.trainable)
     plain = (layer.rank == 2 and layer.data_format == "channels_last" and layer.padding == "valid" and layer.groups == 1
              and tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1))
