@@ -36,12 +36,11 @@ def product_gradient_convolution(self, inputs, kernel):
     `takes_product_gradient`; the kernel gets no gradient there, being frozen."""
     if not takes_product_gradient(self, inputs):
         return type(self).convolution_op(self, inputs, kernel)
-    height, width, channels, outputs = self._kernel.shape
 
     @tf.custom_gradient
     def convolve(x, w):
         def gradient(d_y):
-            rows, columns = d_y.shape[1:3]
+            (height, width, channels, outputs), (rows, columns) = w.shape, d_y.shape[1:3]
             taps = tf.matmul(tf.reshape(d_y, (-1, outputs)), tf.reshape(w, (-1, outputs)), transpose_b=True)
             taps = tf.reshape(taps, (-1, rows, columns, height, width, channels))
             # Tap (i, j) read the input at an offset of (i, j) from each output position.
