@@ -28,19 +28,20 @@ FLAGS = flags.FLAGS
 
 def main():
     check_output_path(FLAGS.output_dir, "--output_dir")
+    loras = [parse_lora(value) for value in FLAGS.lora]
     if FLAGS.lora_only:
         if len(FLAGS.lora) != 1:
             raise UserError("--lora_only exports one adapter file: pass exactly one --lora=FILE")
         from xray.export import export_lora
 
-        print(f"Wrote {export_lora(parse_lora(FLAGS.lora[0])[0], FLAGS.output_dir)}: pipe.load_lora_weights('{FLAGS.output_dir}')")
+        print(f"Wrote {export_lora(loras[0][0], FLAGS.output_dir)}: pipe.load_lora_weights('{FLAGS.output_dir}')")
         return
     from xray.export import export_checkpoint
     from xray.weights import load_image_encoder, load_stable_diffusion
 
     # Weights do not depend on the image size; the smallest builds fastest. Exports are float32.
     models = load_stable_diffusion(128, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path, precision="float32",
-                                   loras=[parse_lora(value) for value in FLAGS.lora])
+                                   loras=loras)
     image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path)
     export_checkpoint(models, image_encoder, FLAGS.output_dir,
                       source_checkpoint=FLAGS.weights_path if FLAGS.weights == "diffusers" else "")

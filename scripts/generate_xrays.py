@@ -73,6 +73,7 @@ def main():
         class_folders(FLAGS.real, "--real")  # A wrong folder is named now, not after hours of generation.
         check_output_path(judge_dir, "--judge_dir")
     class_prompts = load_prompt_file(FLAGS.prompt_file) if FLAGS.prompt_file else BUILTIN_PROMPTS
+    loras = [parse_lora(value) for value in FLAGS.lora]
     judge_environment = dict(os.environ)  # The judge trains, so it runs in a process of its own with the user's settings.
     keep_torch_out()  # These two before KerasCV and TensorFlow load, which the next imports do.
     if FLAGS.cpu_weight_cache:
@@ -83,7 +84,6 @@ def main():
     from xray.weights import load_stable_diffusion
 
     keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.
-    loras = [parse_lora(value) for value in FLAGS.lora]
     texts = {config.negative_prompt} | {p.prompt for p in class_prompts} | {p.negative_prompt for p in class_prompts if p.negative_prompt}
     models = load_stable_diffusion(
         FLAGS.image_size, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path,

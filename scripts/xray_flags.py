@@ -4,6 +4,7 @@ import os
 
 from absl import flags
 
+from genlab.errors import UserError
 from xray.config import PRECISIONS, TOKENIZER_ENV_VAR, WEIGHT_SOURCES
 
 
@@ -23,7 +24,12 @@ def define_weight_flags(default_image_size=512):
 def parse_lora(value):
     """`FILE` or `FILE:SCALE` (a --lora flag's value) -> (FILE, SCALE)."""
     path, _, scale = value.rpartition(":")
+    if not path or os.path.exists(value):
+        return value, 1.0  # No scale, or a colon inside the file's own name.
     try:
-        return (path, float(scale)) if path else (value, 1.0)
+        return path, float(scale)
     except ValueError:
-        return value, 1.0  # A colon inside the path, not a scale.
+        if os.path.exists(path):
+            raise UserError(f"--lora={value}: the scale {scale!r} is not a number; write FILE:SCALE, "
+                            f"for example {path}:0.8") from None
+        return value, 1.0  # Neither a file nor FILE:SCALE: the loader names the missing file.

@@ -1,4 +1,5 @@
-"""Small labelled image folders with known answers, standing in for real X-ray sets."""
+"""Small labelled image folders with known answers, standing in for real X-ray sets: shapes, and
+real MNIST digits upscaled to an X-ray-like size."""
 
 import os
 
@@ -44,4 +45,21 @@ def make_noise_folder(root, per_class, seed=0, classes=SHAPES, size=48):
         for index in range(per_class):
             pixels = rng.integers(0, 256, (size, size), dtype=np.uint8)
             Image.fromarray(pixels).save(os.path.join(root, name, f"noise_{index:03d}.png"))
+    return str(root)
+
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def make_digits_folder(root, mnist_path, digits, per_class, start=0, size=128, label_of=None):
+    """ROOT/<digit name>/<index>.png: MNIST training digits `start`..`start + per_class` of each
+    of `digits`, upscaled to `size` px; `label_of(digit, index)` may file one under another class."""
+    with np.load(mnist_path) as data:
+        images, labels = data["x_train"], data["y_train"]
+    for digit in digits:
+        for index in np.flatnonzero(labels == digit)[start:start + per_class]:
+            folder = os.path.join(root, DIGIT_NAMES[label_of(digit, index) if label_of else digit])
+            os.makedirs(folder, exist_ok=True)
+            upscaled = Image.fromarray(images[index]).resize((size, size), Image.Resampling.BICUBIC)
+            upscaled.save(os.path.join(folder, f"{index:05d}.png"))
     return str(root)

@@ -2,6 +2,7 @@
 checkpoint export is proven against diffusers in test_bridge_parity.py."""
 
 import numpy as np
+import pytest
 from safetensors.numpy import load_file, save_file
 
 from programs import run_program
@@ -26,3 +27,23 @@ def test_a_file_that_is_not_a_lora_is_refused_and_nothing_is_written(tmp_path):
     result = run_program("scripts.export_diffusers", [f"--lora={other}", "--lora_only", f"--output_dir={out}"])
     assert result.returncode == 2 and "'conv_in.weight' is not a PEFT LoRA weight" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("module", ["scripts.export_diffusers", "scripts.generate_xrays"])
+def test_a_scale_that_is_not_a_number_is_named(tmp_path, module):
+    lora = tmp_path / "lora.safetensors"
+    lora.write_bytes(b"")  # Exists: the scale, not the file, is what is wrong.
+    out = tmp_path / "out"
+    result = run_program(module, [f"--lora={lora}:abc", f"--output_dir={out}"])
+    assert result.returncode == 2 and f"--lora={lora}:abc: the scale 'abc' is not a number" in result.stderr
+    assert "no such file" not in result.stderr and "Traceback" not in result.stderr and not out.exists()
+
+
+def test_a_colon_in_a_file_name_is_not_read_as_a_scale(tmp_path):
+    from scripts.xray_flags import parse_lora
+
+    named = tmp_path / "run:2.safetensors"
+    named.write_bytes(b"")
+    assert parse_lora(str(named)) == (str(named), 1.0)
+    assert parse_lora(f"{named}:0.5") == (str(named), 0.5)
+    assert parse_lora("missing.safetensors:abc") == ("missing.safetensors:abc", 1.0)  # Named missing by the loader.

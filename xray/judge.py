@@ -8,12 +8,16 @@
 - Do the images look real? FID and KID between real and synthetic on the classifier's
   features, overall and per class, beside the real floor: two halves of the real set at the
   same sample count. Both distances shrink with more samples, so only the floor says what
-  "close" means at that count.
+  "close" means at that count. And the share of synthetic images that lie outside every
+  real class in those features, which no confidence can tell.
 - Are they useful for training? Train on synthetic, test on real (TSTR): the same
   classifier trained on the synthetic set, tested on the real held-out split, beside the
   one trained on real images.
 
-It writes `classifier.keras` (+ `classifier.json`: its classes, input size and settings),
+Every answer rests on the classifier: its accuracy in training is reported beside its
+held-out accuracy, with a warning when they part.
+
+It writes `classifier.keras` (+ `classifier.json`: its classes, settings and training accuracy),
 `predictions.csv`, `summary.json`, `confusion_matrix.png`, `convincing.png` (per class:
 real images, and the most and least convincing synthetic ones) and `metrics.png`.
 """
@@ -34,7 +38,12 @@ from xray.image_folder import class_folders, read_grayscale_images
 
 CLASSIFIER_FILE = "classifier.keras"
 FEATURES_LAYER = "features"
+FEATURE_DIMS = 128  # FID fits a covariance of this size: with fewer images than this it is singular.
 GRID_IMAGES = 4  # Images per row of convincing.png.
+# A synthetic image is outside the real set when it lies farther from every real class's centre
+# than this percentile of that class's own real images do.
+OUTSIDE_PERCENTILE = 99.0
+TRAINING_GAP_WARNING = 0.10  # Training accuracy this far above held-out accuracy: the judge's figures are unreliable.
 # keras.applications constructor and whether it normalises [0, 255] inputs itself.
 _APPLICATIONS = {"mobilenet_v3_small": ("MobileNetV3Small", True), "efficientnet_v2_b0": ("EfficientNetV2B0", True),
                  "densenet121": ("DenseNet121", False)}
@@ -81,17 +90,20 @@ def build_classifier(num_classes, config):
     keras.utils.set_random_seed(config.seed)
     layers = keras.layers
     inputs = keras.Input((config.image_size, config.image_size, 1), name="xray")
-    # Radiographs vary in framing, not in orientation (the heart is on the left): small shifts and zooms only.
-    x = layers.RandomTranslation(0.05, 0.05, seed=config.seed)(inputs)
-    x = layers.RandomZoom(0.1, seed=config.seed)(x)
+    # Radiographs vary in framing, not in orientation (the heart is on the left): small shifts and
+    # zooms only. What they uncover is filled black, like the film outside the body, not reflected.
+    x = layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=config.seed)(inputs)
+    x = layers.RandomZoom(0.1, fill_mode="constant", seed=config.seed)(x)
     if config.backbone == "small_cnn":
         x = layers.Rescaling(2.0, offset=-1.0)(x)
-        for filters in (32, 64, 128, 256):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            # Small sets give few steps: moving statistics that adapt fast, or inference lags training.
-            x = layers.BatchNormalization(momentum=0.9)(x)
-            x = layers.ReLU()(x)
-            x = layers.MaxPooling2D()(x)
+        # No batch normalization: a judge must score an image the same whatever else is in its batch.
+        # Strided convolutions halve the size until the last one sees the whole image.
+        size, filters = config.image_size, 16
+        while True:
+            x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu", kernel_initializer="he_normal")(x)
+            size, filters = -(-size // 2), min(2 * filters, 128)
+            if size <= 4:
+                break
         x = layers.GlobalAveragePooling2D()(x)
     else:
         x = layers.Concatenate()([x, x, x])  # ImageNet backbones take RGB.
@@ -102,20 +114,26 @@ def build_classifier(num_classes, config):
             x = layers.Normalization(mean=_IMAGENET_MEAN, variance=[s * s for s in _IMAGENET_STD])(x)
         backbone.trainable = False  # Transfer learning: the ImageNet features stay; the head learns.
         x = backbone(x, training=False)
-    features = layers.Dense(128, activation="relu", name=FEATURES_LAYER)(x)
+    features = layers.Dense(FEATURE_DIMS, activation="relu", name=FEATURES_LAYER)(x)
     x = layers.Dropout(0.3, seed=config.seed)(features)
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"xray_judge_{config.backbone}")
+
+
+def check_backbone_weights(config):
+    """A one-line `UserError` for a --backbone_weights file that is not there (before anything is written)."""
+    weights = config.backbone_weights
+    if config.backbone in _APPLICATIONS and weights not in ("", "imagenet") and not os.path.isfile(weights):
+        raise UserError(f"--backbone_weights={weights}: no such file; pass Keras's ImageNet weight file "
+                        f"for {config.backbone} without its top (include_top=False), or 'imagenet' to download it")
 
 
 def _backbone(config):
     import keras
 
     constructor_name, takes_0_255 = _APPLICATIONS[config.backbone]
+    check_backbone_weights(config)
     weights = config.backbone_weights or None
-    if weights not in (None, "imagenet") and not os.path.isfile(weights):
-        raise UserError(f"--backbone_weights={weights}: no such file; pass Keras's ImageNet weight file "
-                        f"for {config.backbone} without its top (include_top=False), or 'imagenet' to download it")
     kwargs = dict(include_top=False, weights=weights, pooling="avg", input_shape=(config.image_size, config.image_size, 3))
     if takes_0_255:
         kwargs["include_preprocessing"] = True
@@ -127,16 +145,19 @@ def _backbone(config):
 
 
 def train_classifier(model, images, labels, config, num_classes, verbose=1):
-    """Fits `model`; classes are weighted by inverse frequency, since real X-ray sets are rarely balanced."""
+    """Fits `model`; returns it and its accuracy in the last epoch, as training reported it.
+
+    Classes are weighted by inverse frequency, since real X-ray sets are rarely balanced.
+    """
     import keras
 
     counts = np.bincount(labels, minlength=num_classes)
     class_weight = {c: len(labels) / (num_classes * counts[c]) for c in range(num_classes) if counts[c]}
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(images, labels, batch_size=config.batch_size, epochs=config.epochs, shuffle=True,
-              class_weight=class_weight, verbose=verbose)
-    return model
+    history = model.fit(images, labels, batch_size=config.batch_size, epochs=config.epochs, shuffle=True,
+                        class_weight=class_weight, verbose=verbose)
+    return model, float(history.history["accuracy"][-1])
 
 
 def predict(model, images, batch_size):
@@ -154,7 +175,8 @@ def record_path(classifier_path):
 
 
 def load_classifier(path, class_names):
-    """A saved judge classifier and its settings, checked against this run's real classes."""
+    """A saved judge classifier, its settings and its training accuracy (None in older records),
+    checked against this run's real classes."""
     how = "train one by running genlab-xray-judge without --classifier"
     record_file = record_path(path)
     if not os.path.isfile(record_file):
@@ -163,7 +185,33 @@ def load_classifier(path, class_names):
     if record.get("classes") != class_names:
         raise UserError(f"--classifier={path} was trained on classes {record.get('classes')}, --real has "
                         f"{class_names}; {how}")
-    return load_model_file(path, "judge classifier", how), JudgeConfig(**record["config"])
+    return load_model_file(path, "judge classifier", how), JudgeConfig(**record["config"]), record.get("training_accuracy")
+
+
+def outside_real(real_features, real_labels, synthetic_features, synthetic_labels, class_names):
+    """Share of synthetic images (overall and per intended class) that lie outside the real set:
+    farther, in the classifier's features, from every real class's centre than
+    `OUTSIDE_PERCENTILE` of that class's real images lie from it.
+
+    A classifier's confidence cannot say this: it must pick a class even for an image that is
+    no X-ray at all. By construction about 1% of real images fall outside their own class.
+    Each feature is scaled by its spread over the real images first: a unit that barely moves
+    on real X-rays and fires on an image says most about it, and plain distances would let the
+    large units drown it.
+    """
+    spread = real_features.std(axis=0)
+    spread = spread + 1e-3 * spread.mean() + 1e-12  # Units that never fire on real images count most, not infinitely.
+    real_features, synthetic_features = real_features / spread, synthetic_features / spread
+    labels = range(len(class_names))
+    centres = np.stack([real_features[real_labels == c].mean(axis=0) for c in labels])
+    own = np.linalg.norm(real_features - centres[real_labels], axis=1)
+    radii = np.array([np.percentile(own[real_labels == c], OUTSIDE_PERCENTILE) for c in labels])
+    to_centres = np.linalg.norm(synthetic_features[:, None, :] - centres[None], axis=2)
+    outside = (to_centres > radii).all(axis=1)
+    result = {"overall": float(outside.mean())}
+    result.update({name: float(outside[synthetic_labels == c].mean()) for c, name in enumerate(class_names)
+                   if (synthetic_labels == c).any()})
+    return result
 
 
 def distances(real_features, real_labels, synthetic_features, synthetic_labels, class_names, seed):
@@ -171,7 +219,9 @@ def distances(real_features, real_labels, synthetic_features, synthetic_labels, 
 
     Every comparison in a row uses the same count: the smallest of the two real halves and
     the synthetic set. The synthetic sample is drawn the way the real halves are, so two
-    identical sets give exactly 0.
+    identical sets give exactly 0. FID is marked unreliable where the count is not above the
+    feature size (its covariances are then singular); KID is averaged over subsets of half
+    the count, and their spread says how far it can be trusted at that count.
     """
     order = np.random.default_rng(seed).permutation(len(real_features))
     half_a, half_b = order[: len(order) // 2], order[len(order) // 2 :]
@@ -182,9 +232,12 @@ def distances(real_features, real_labels, synthetic_features, synthetic_labels, 
         if count < 2:
             return None
         real_a, real_b, synthetic = real_features[a[:count]], real_features[b[:count]], synthetic_features[s[:count]]
-        kid, kid_std = kernel_distance(synthetic, real_a, seed=seed)
+        subset = max(2, count // 2)
+        kid, kid_std = kernel_distance(synthetic, real_a, subset_size=subset, seed=seed)
+        kid_floor, kid_floor_std = kernel_distance(real_b, real_a, subset_size=subset, seed=seed)
         return {"count": int(count), "fid": frechet_distance(synthetic, real_a), "fid_real_floor": frechet_distance(real_b, real_a),
-                "kid": kid, "kid_std": kid_std, "kid_real_floor": kernel_distance(real_b, real_a, seed=seed)[0]}
+                "fid_reliable": bool(count > real_features.shape[1]), "kid": kid, "kid_std": kid_std,
+                "kid_real_floor": kid_floor, "kid_real_floor_std": kid_floor_std}
 
     result = {"overall": compare(half_a, half_b, synthetic_order)}
     for label, name in enumerate(class_names):
@@ -203,8 +256,10 @@ def judge_dataset(real_dir, synthetic_dir, out_dir, config=None, classifier_path
     class_names = match_classes(real, synthetic)
     classifier = None
     if classifier_path:
-        classifier, saved = load_classifier(classifier_path, class_names)
+        classifier, saved, training_accuracy = load_classifier(classifier_path, class_names)
         config = dataclasses.replace(saved, tstr=config.tstr, seed=saved.seed)
+    else:
+        check_backbone_weights(config)
     real_items, held_out = split_real(real, class_names, config.holdout_fraction, config.seed)
     synthetic_items = [(path, class_names.index(name)) for name in sorted(synthetic) for path in synthetic[name]]
     # Every image is read before anything is written: an unreadable file stops the run with nothing left behind.
@@ -218,12 +273,12 @@ def judge_dataset(real_dir, synthetic_dir, out_dir, config=None, classifier_path
     if classifier is None:
         if verbose:
             print(f"Training the judge ({config.backbone}) on {len(x_train)} real images")
-        classifier = train_classifier(build_classifier(len(class_names), config), x_train, y_train, config,
-                                      len(class_names), verbose)
+        classifier, training_accuracy = train_classifier(build_classifier(len(class_names), config), x_train, y_train,
+                                                         config, len(class_names), verbose)
         with atomic_path(os.path.join(out_dir, CLASSIFIER_FILE)) as tmp:
             classifier.save(tmp)
         write_json(record_path(os.path.join(out_dir, CLASSIFIER_FILE)),
-                   {"classes": class_names, "config": dataclasses.asdict(config)})
+                   {"classes": class_names, "config": dataclasses.asdict(config), "training_accuracy": training_accuracy})
     real_features, real_probabilities = predict(classifier, real_x, config.batch_size)
     syn_features, syn_probabilities = predict(classifier, x_syn, config.batch_size)
     held_accuracy = float((real_probabilities[held_out].argmax(1) == y_held).mean())
@@ -232,15 +287,19 @@ def judge_dataset(real_dir, synthetic_dir, out_dir, config=None, classifier_path
         "real_dir": os.path.abspath(real_dir), "synthetic_dir": os.path.abspath(synthetic_dir), "classes": class_names,
         "real_classes_not_generated": sorted(set(class_names) - set(synthetic)),
         "classifier": {"backbone": config.backbone, "image_size": config.image_size, "train_count": len(x_train),
-                       "held_out_count": len(x_held), "held_out_accuracy": held_accuracy,
+                       "held_out_count": len(x_held), "training_accuracy": training_accuracy,
+                       "held_out_accuracy": held_accuracy,
                        "file": os.path.abspath(classifier_path or os.path.join(out_dir, CLASSIFIER_FILE))},
         "synthetic": _class_report(syn_probabilities, y_syn, class_names),
+        "outside_real": outside_real(real_features, real_y, syn_features, y_syn, class_names),
         "distances": distances(real_features, real_y, syn_features, y_syn, class_names, config.seed),
     }
+    summary["warnings"] = classifier_warnings(summary["classifier"])
     if config.tstr:
         if verbose:
             print(f"Train on synthetic, test on real: training the same classifier on {len(x_syn)} synthetic images")
-        tstr_model = train_classifier(build_classifier(len(class_names), config), x_syn, y_syn, config, len(class_names), verbose)
+        tstr_model, _ = train_classifier(build_classifier(len(class_names), config), x_syn, y_syn, config, len(class_names),
+                                         verbose)
         tstr_accuracy = float((predict(tstr_model, x_held, config.batch_size)[1].argmax(1) == y_held).mean())
         summary["tstr"] = {"train_on_synthetic_accuracy": tstr_accuracy, "train_on_real_accuracy": held_accuracy,
                            "synthetic_train_count": len(x_syn), "real_train_count": len(x_train), "test_count": len(x_held)}
@@ -249,6 +308,15 @@ def judge_dataset(real_dir, synthetic_dir, out_dir, config=None, classifier_path
     _write_figures(out_dir, summary, x_syn, y_syn, syn_probabilities, real_x, real_y, class_names)
     write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary
+
+
+def classifier_warnings(classifier):
+    """One line per reason to doubt the judge's own figures."""
+    training, held_out = classifier["training_accuracy"], classifier["held_out_accuracy"]
+    if training is not None and training - held_out > TRAINING_GAP_WARNING:
+        return [f"the judge's classifier scored {training:.1%} in training but {held_out:.1%} on held-out real images, "
+                "so its figures are unreliable; try more --epochs, more real images, or another --backbone"]
+    return []
 
 
 def _read(items, size):
@@ -307,8 +375,8 @@ def _write_figures(out_dir, summary, x_syn, y_syn, probabilities, real_x, real_y
 
 def metric_table(summary):
     """(columns, rows of strings): overall and per class, the figures with their real floors."""
-    columns = ["class", "images", "accuracy", "confidence", "FID", "FID real floor", "KID", "KID real floor"]
-    synthetic, distance = summary["synthetic"], summary["distances"]
+    columns = ["class", "images", "accuracy", "confidence", "outside real", "FID", "FID real floor", "KID", "KID real floor"]
+    synthetic, distance, outside = summary["synthetic"], summary["distances"], summary["outside_real"]
     rows = []
     for name in ["overall"] + [n for n in summary["classes"] if n in distance]:
         d = distance[name] or {}
@@ -317,9 +385,19 @@ def metric_table(summary):
         else:
             count = round(synthetic["intended_share"][name] * synthetic["count"])
             figures = [count, synthetic["accuracy_per_class"][name], synthetic["confidence_per_class"][name]]
-        figures += [d.get("fid"), d.get("fid_real_floor"), d.get("kid"), d.get("kid_real_floor")]
-        rows.append([name] + [f"{v:.3g}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in figures])
+        cells = [_cell(v) for v in figures] + [f"{outside[name]:.1%}"]
+        if d:
+            mark = "" if d["fid_reliable"] else "*"
+            cells += [_cell(d["fid"]) + mark, _cell(d["fid_real_floor"]) + mark,
+                      f"{d['kid']:.3g} ± {d['kid_std']:.2g}", f"{d['kid_real_floor']:.3g} ± {d['kid_real_floor_std']:.2g}"]
+        else:
+            cells += ["-"] * 4
+        rows.append([name] + cells)
     return columns, rows
+
+
+def _cell(value):
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def format_summary(summary):
@@ -329,14 +407,21 @@ def format_summary(summary):
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in cells]
     classifier = summary["classifier"]
+    training = classifier["training_accuracy"]
     lines.append(f"Judge: {classifier['backbone']}, {classifier['held_out_accuracy']:.1%} on {classifier['held_out_count']} "
-                 "held-out real images.")
+                 "held-out real images" + ("." if training is None else f" ({training:.1%} in training)."))
     count = (summary["distances"]["overall"] or {}).get("count")
     lines.append(f"FID/KID compare {count} synthetic with {count} real images; the floor compares two real halves of that size.")
+    lines.append(f"Outside real: share of images farther from every real class than {OUTSIDE_PERCENTILE:g}% of its real "
+                 "images are (about 1% for real images).")
+    if any(d and not d["fid_reliable"] for d in summary["distances"].values()):
+        lines.append(f"* No more images than the {FEATURE_DIMS} feature dimensions: FID is unreliable there; "
+                     "trust KID and its spread.")
     if "tstr" in summary:
         tstr = summary["tstr"]
         lines.append(f"Train on synthetic, test on real: {tstr['train_on_synthetic_accuracy']:.1%} "
                      f"(train on real: {tstr['train_on_real_accuracy']:.1%}), on {tstr['test_count']} held-out real images.")
     if summary["real_classes_not_generated"]:
         lines.append(f"Real classes with no synthetic images: {', '.join(summary['real_classes_not_generated'])}.")
+    lines += [f"Warning: {warning}" for warning in summary["warnings"]]
     return "\n".join(lines)
