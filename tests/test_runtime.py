@@ -1,8 +1,10 @@
 """The notebook's runtime decisions, made from what the runtime reports (no accelerator needed)."""
 
+import importlib.util
 import subprocess
 import sys
 
+from conftest import skip_or_fail
 from genlab import runtime
 
 
@@ -55,6 +57,9 @@ def test_cpu_kernel_settings_keep_what_the_user_set_and_are_never_set_once_tenso
 
 
 def test_keep_torch_out_keeps_kerascv_from_importing_pytorch_where_it_is_installed():
+    if importlib.util.find_spec("torch") is None:  # Found, not imported: this process never needs it.
+        skip_or_fail("PyTorch is not installed, so KerasCV cannot import it: pip install -e '.[test]'")
+
     def modules_after_keras_cv(prelude):
         code = f"import sys; {prelude}; import keras_cv; print(sys.modules.get('torch') is not None)"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
