@@ -8,7 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["genlab", "gan", "lenet", "xray", "mnist_lab", "scripts"]),
+    packages=find_packages(include=["genlab", "gan", "lenet", "xray", "xray.*", "mnist_lab", "scripts"]),
     # The reference judge every MNIST metric is measured with (lenet/reference.py).
     package_data={"lenet": ["reference_judge_*.npz", "reference_judge_*.json"]},
     install_requires=[

@@ -13,7 +13,7 @@ self-attention is quadratic in the (size/8)^2 latent pixels: 1,024 tokens at 256
 
 - project: KerasCV's `CrossAttention` (matmul, softmax, matmul) in a `tf.function`, as generation
   runs it;
-- project_chunked: the same layer with `xray.attention` (query chunks, probabilities computed
+- project_chunked: the same layer with `xray.training.kernels.attention` (query chunks, probabilities computed
   again in the backward pass, products in the inputs' dtype, the softmax's exponentials in XLA
   functions), as fine-tuning runs it;
 - diffusers: diffusers' `Attention` with its default processor, which calls PyTorch's fused
@@ -49,13 +49,13 @@ def project_row(tokens, batch, training, precision, repeats, chunked):
     import tensorflow as tf
     from keras_cv.src.models.stable_diffusion.diffusion_model import CrossAttention
 
-    from xray.attention import recompute_in_backward
+    from xray.training.kernels import use_training_kernels
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     inputs = keras.Input((tokens, CHANNELS))
     layer = keras.Model(inputs, CrossAttention(HEADS, CHANNELS // HEADS)(inputs))
     if chunked:
-        recompute_in_backward(layer)
+        use_training_kernels(layer)
     x = tf.Variable(tf.random.normal((batch, tokens, CHANNELS)))
 
     @tf.function

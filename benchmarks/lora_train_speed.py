@@ -11,7 +11,7 @@ adapters only, one AdamW update (the project's with genlab-xray-finetune's sched
 constant rate). Latents and text states are random, as with cached latents: what is timed is
 the U-Net's forward and backward pass and the update.
 
-- project: `xray.finetune.DiffusionFineTuner` on KerasCV's U-Net with Keras's `enable_lora`,
+- project: `xray.training.trainer.DiffusionFineTuner` on KerasCV's U-Net with Keras's `enable_lora`,
   `mixed_bfloat16` for bfloat16 with the frozen weights stored in bfloat16 and the adapters in
   float32 (`build_network(frozen=True)`), TensorFlow's oneDNN kernels on and PyTorch kept out of
   the process, and one malloc arena per core, as genlab-xray-finetune runs it without --merge
@@ -147,15 +147,17 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
     import tensorflow as tf
 
     from xray.config import FinetuneConfig
-    from xray.finetune import DiffusionFineTuner, training_optimizer
-    from xray.lora import add_adapters
-    from xray.networks import build_network
-    from xray.sampler import timestep_embedding
+    from xray.sd.networks import build_network
+    from xray.sd.sampler import timestep_embedding
+    from xray.training.adapters import add_adapters
+    from xray.training.kernels import use_training_kernels
+    from xray.training.trainer import DiffusionFineTuner, training_optimizer
 
     unet = build_network("diffusion_model", size, "mixed_bfloat16" if precision == "bfloat16" else "float32", frozen=True)
     for variable in unet.weights:
         variable.trainable = False
     add_adapters("diffusion_model", unet, rank, ("attention",))
+    use_training_kernels(unet)  # As fine-tuning runs it.
     model = DiffusionFineTuner(unet)
     model.compile(optimizer=training_optimizer(FinetuneConfig()))
     rng = np.random.default_rng(0)

@@ -56,7 +56,7 @@ class Clock:
 
 
 def profile_project(size, clock):
-    from xray.networks import build_network
+    from xray.sd.networks import build_network
 
     unet = build_network("diffusion_model", size, "float32")
     for layer in {id(layer): layer for layer in unet._flatten_layers(include_self=False)}.values():

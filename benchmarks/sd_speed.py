@@ -63,7 +63,7 @@ def time_image(image, steps):
 def measure_project(size, precision, mode, steps, tokenizer_path):
     if mode != "project_tf_kernels":
         use_inference_only_kernels()
-    from xray.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
+    from xray.sd.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
     from xray.weights import load_stable_diffusion
 
     models = load_stable_diffusion(size, "random", tokenizer_path=tokenizer_path,

@@ -28,7 +28,7 @@ def main(argv):
     del argv
     from machine import describe_machine
     from xray.config import JudgeConfig
-    from xray.judge import judge_dataset
+    from xray.judging.judge import judge_dataset
 
     print(describe_machine())
     with tempfile.TemporaryDirectory() as tmp:

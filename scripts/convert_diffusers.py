@@ -24,7 +24,7 @@ FLAGS = flags.FLAGS
 
 def main():
     check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads.
-    from xray.keras_cv_files import convert_checkpoint
+    from xray.formats.keras_cv_files import convert_checkpoint
 
     convert_checkpoint(FLAGS.checkpoint, FLAGS.output_dir)
     print(f"Converted {FLAGS.checkpoint} into {os.path.abspath(FLAGS.output_dir)}; "

@@ -32,11 +32,11 @@ def main():
     if FLAGS.lora_only:
         if len(FLAGS.lora) != 1:
             raise UserError("--lora_only exports one adapter file: pass exactly one --lora=FILE")
-        from xray.export import export_lora
+        from xray.formats.export import export_lora
 
         print(f"Wrote {export_lora(loras[0][0], FLAGS.output_dir)}: pipe.load_lora_weights('{FLAGS.output_dir}')")
         return
-    from xray.export import export_checkpoint
+    from xray.formats.export import export_checkpoint
     from xray.weights import load_image_encoder, load_stable_diffusion
 
     # Weights do not depend on the image size; the smallest builds fastest. Exports are float32.

@@ -47,6 +47,10 @@ flags.DEFINE_integer("sample_every", _DEFAULTS.sample_every, "Updates between sa
 flags.DEFINE_integer("sample_steps", _DEFAULTS.sample_steps, "DDIM steps of each sample image.")
 flags.DEFINE_bool("merge", False, "Also write the adapters merged into full KerasCV weight files, OUTPUT_DIR/merged, for --weights=local. "
                   "Under a mixed --precision this keeps the frozen weights in float32 while training, about twice their memory.")
+flags.DEFINE_bool("training_kernels", _DEFAULTS.training_kernels, "Train with the project's kernels for KerasCV's "
+                  "attention, normalizations, convolutions and LoRA layers: the same functions, in less memory and time "
+                  "(xray/training/kernels). --notraining_kernels runs KerasCV's stock layers: to debug, or when a new "
+                  "Keras or KerasCV release breaks the kernels.")
 flags.DEFINE_bool("cpu_onednn", True, "On a CPU, run TensorFlow's oneDNN kernels, which it turns on by itself only on CPUs with "
                   "AVX-512 VNNI/BF16 or AMX: attention's matrix products are much faster at 512 px. No effect on GPUs.")
 flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy, as genlab-train-gan's.")
@@ -65,10 +69,10 @@ def main():
     limit_malloc_arenas()
     if FLAGS.cpu_onednn:
         use_onednn_kernels()
-    from xray.prompts import load_prompt_file
+    from xray.data.prompts import load_prompt_file
 
     prompts = {p.class_name: p.prompt for p in load_prompt_file(FLAGS.prompt_file)} if FLAGS.prompt_file else None
-    from xray.finetune import read_training_images, training_examples
+    from xray.training.examples import read_training_images, training_examples
 
     examples = training_examples(FLAGS.data_dir, FLAGS.caption_template, prompts)
     print(f"Reading {len(examples)} images at {FLAGS.image_size} px")
@@ -79,10 +83,10 @@ def main():
         warmup_steps=FLAGS.warmup_steps, max_steps=FLAGS.max_steps, batch_size=FLAGS.batch_size,
         gradient_accumulation=FLAGS.gradient_accumulation, caption_dropout=FLAGS.caption_dropout,
         cache_latents=FLAGS.cache_latents, checkpoint_every=FLAGS.checkpoint_every, sample_every=FLAGS.sample_every,
-        sample_steps=FLAGS.sample_steps, seed=FLAGS.seed,
+        sample_steps=FLAGS.sample_steps, seed=FLAGS.seed, training_kernels=FLAGS.training_kernels,
     )
     from genlab.distribute import make_strategy
-    from xray.finetune import finetune, write_merged
+    from xray.training.finetune import finetune, write_merged
     from xray.weights import load_image_encoder, load_stable_diffusion
 
     import keras

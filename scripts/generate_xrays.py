@@ -23,7 +23,7 @@ from genlab.runtime import keep_torch_out, use_inference_only_kernels
 from scripts.common_flags import positive, run_program
 from scripts.xray_flags import define_weight_flags, parse_lora
 from xray.config import XrayConfig
-from xray.prompts import BUILTIN_PROMPTS, load_prompt_file
+from xray.data.prompts import BUILTIN_PROMPTS, load_prompt_file
 
 _DEFAULTS = XrayConfig()
 flags.DEFINE_string("output_dir", "runs/xray", "The dataset folder (created; a finished run's images are reused).")
@@ -50,7 +50,7 @@ FLAGS = flags.FLAGS
 
 
 def main():
-    from xray import dataset
+    from xray.generation import dataset
 
     out = FLAGS.output_dir
     if FLAGS.merge:
@@ -68,7 +68,7 @@ def main():
     check_output_path(out, "--output_dir")
     judge_dir = FLAGS.judge_dir or out.rstrip("/\\") + "_judge"
     if FLAGS.real:
-        from xray.image_folder import class_folders
+        from xray.data.image_folder import class_folders
 
         class_folders(FLAGS.real, "--real")  # A wrong folder is named now, not after hours of generation.
         check_output_path(judge_dir, "--judge_dir")
@@ -80,7 +80,7 @@ def main():
         use_inference_only_kernels()
     import keras
 
-    from xray.generate import generate_dataset  # TensorFlow loads only now, once the cheap checks have passed.
+    from xray.generation.generate import generate_dataset  # TensorFlow loads only now, once the cheap checks have passed.
     from xray.weights import load_stable_diffusion
 
     keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.

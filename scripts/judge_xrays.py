@@ -38,7 +38,7 @@ FLAGS = flags.FLAGS
 
 def main():
     check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads.
-    from xray.judge import format_summary, judge_dataset
+    from xray.judging.judge import format_summary, judge_dataset
 
     config = JudgeConfig(image_size=FLAGS.image_size, backbone=FLAGS.backbone, backbone_weights=FLAGS.backbone_weights,
                          epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, holdout_fraction=FLAGS.holdout_fraction,

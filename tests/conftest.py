@@ -1,12 +1,13 @@
 import ctypes
 import gc
-import hashlib
 import os
 import sys
 import time
 
 import numpy as np
 import pytest
+
+from helpers.checks import SHARED_DATA, skip_or_fail
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Full-sized Stable Diffusion networks (about 4 GB a set) are built in a few modules, one
@@ -18,32 +19,11 @@ if sys.platform == "linux":
     M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h.
     ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1 << 20)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
-# CI sets this: a missing data file or parity peer is then a failure, not a skip.
-NO_SKIPS = os.environ.get("GENLAB_NO_SKIPS") == "1"
-
-
-def skip_or_fail(reason):
-    """Skips the test, or under GENLAB_NO_SKIPS=1 (CI) fails it: CI must run everything."""
-    if NO_SKIPS:
-        pytest.fail(f"{reason} (GENLAB_NO_SKIPS=1: CI runs every test)")
-    pytest.skip(reason)
-
-
-def import_peer(name):
-    """A parity peer (torch, diffusers, transformers): imported, else skipped, or failed in CI."""
-    try:
-        return __import__(name)
-    except ImportError:
-        skip_or_fail(f"{name} is not installed: pip install -e '.[test]'")
-
-
 def pytest_collection_modifyitems(items):
     """The bridge's parity module runs last. TensorFlow keeps what a network's graph functions
     touched after the network is deleted (eager calls do not), and parity's set is the only
     full-sized one that this process runs in graph mode: last, it stacks on nothing."""
-    items.sort(key=lambda item: item.module.__name__ == "test_bridge_parity")
+    items.sort(key=lambda item: item.path.name == "test_diffusers_parity.py")
 
 
 def pytest_runtest_logstart(nodeid):
@@ -51,53 +31,6 @@ def pytest_runtest_logstart(nodeid):
     if os.environ.get("GENLAB_TEST_LOG"):
         with open(os.environ["GENLAB_TEST_LOG"], "a") as log:
             log.write(f"{time.monotonic()} {nodeid}\n")
-
-
-def array_digest(array):
-    """The sha256 of an array's bytes: equal digests mean equal values, bit for bit."""
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
-def fingerprint(network):
-    """One digest per weight of a network: equal lists mean equal weights, bit for bit."""
-    return [array_digest(w.numpy()) for w in network.weights]
-
-
-def output_and_gradients(function, tensors):
-    """The output and the gradients of a weighted sum of it (every output element matters differently)."""
-    import tensorflow as tf
-
-    with tf.GradientTape() as tape:
-        tape.watch(tensors)
-        output = function(*tensors)
-        loss = tf.reduce_sum(output * tf.reshape(tf.sin(tf.range(tf.size(output), dtype=tf.float32)), tf.shape(output)))
-    return [output] + tape.gradient(loss, tensors)
-
-
-def ancestry():
-    """A function giving the ops an op depends on in its graph (not the op itself), through
-    inputs and control inputs; it remembers what it found."""
-    known = {}
-
-    def ancestors(op):
-        if op not in known:
-            seen, stack = set(), [op]
-            while stack:
-                current = stack.pop()
-                for parent in [t.op for t in current.inputs] + list(current.control_inputs):
-                    if parent not in seen:
-                        seen.add(parent)
-                        stack.append(parent)
-            known[op] = seen
-        return known[op]
-
-    return ancestors
-
-
-def assert_close(got, expected, rtol=1e-5, atol=1e-5):
-    """Each of two lists of arrays equal within the tolerances; a failure names the item."""
-    for i, (a, b) in enumerate(zip(got, expected)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol, err_msg=f"item {i}")
 
 
 @pytest.fixture(autouse=True, scope="module")

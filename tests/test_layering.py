@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import REPO
+from helpers.checks import REPO
 
 PACKAGES = ("genlab", "gan", "lenet", "xray", "mnist_lab", "scripts")
 ALLOWED = {  # package -> the project packages its modules may import
@@ -17,8 +17,17 @@ ALLOWED = {  # package -> the project packages its modules may import
     "mnist_lab": {"genlab", "gan", "lenet", "mnist_lab"},
     "scripts": set(PACKAGES),
 }
-# xray's modules bottom to top, as its package docstring lists them.
-XRAY_ORDER = ("networks", "normalization", "convolution", "attention", "prompts", "image_folder", "config", "safetensors_file", "sampler", "bridge", "keras_cv_files", "lora", "optimizer", "export", "weights", "dataset", "generate", "finetune", "judge")
+# xray's layers bottom to top, as its package docstring describes them. A module imports from its
+# own unit (a package or module named here) and from the layers below; units of one layer are
+# independent of each other.
+XRAY_LAYERS = (
+    ("xray.config", "xray.data"),
+    ("xray.sd",),
+    ("xray.formats",),
+    ("xray.weights",),
+    ("xray.generation", "xray.training", "xray.judging"),
+)
+SELF_CONTAINED = ("xray.training.kernels",)  # Import nothing of the project outside themselves.
 
 
 def project_imports(path):
@@ -36,12 +45,15 @@ def project_imports(path):
 
 
 def modules():
+    """{dotted module name: the project modules it imports}, for every module of the packages."""
     result = {}
     for package in PACKAGES:
-        for name in sorted(os.listdir(os.path.join(REPO, package))):
-            if name.endswith(".py"):
-                module = package if name == "__init__.py" else f"{package}.{name[:-3]}"
-                result[module] = project_imports(os.path.join(REPO, package, name))
+        for folder, _, files in os.walk(os.path.join(REPO, package)):
+            dotted = os.path.relpath(folder, REPO).replace(os.sep, ".")
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    module = dotted if name == "__init__.py" else f"{dotted}.{name[:-3]}"
+                    result[module] = project_imports(os.path.join(folder, name))
     return result
 
 
@@ -55,12 +67,38 @@ def test_packages_import_only_downwards(module):
     assert not wrong, f"{module} imports {wrong}"
 
 
-def test_xray_modules_import_only_those_below_them():
-    assert sorted(XRAY_ORDER) == sorted(m.split(".")[1] for m in MODULES if m.startswith("xray."))
-    for position, name in enumerate(XRAY_ORDER):
-        imported = {n.split(".")[1] for n in MODULES[f"xray.{name}"] if n.startswith("xray.")}
-        above = imported - set(XRAY_ORDER[:position])
-        assert not above, f"xray.{name} imports xray.{sorted(above)} from above it"
+def unit_of(module):
+    """(layer number, unit) of an xray module, or None for the package itself."""
+    for number, layer in enumerate(XRAY_LAYERS):
+        for unit in layer:
+            if module == unit or module.startswith(unit + "."):
+                return number, unit
+    return None
+
+
+XRAY_MODULES = sorted(m for m in MODULES if m.startswith("xray."))
+
+
+def test_every_xray_module_is_in_a_layer():
+    assert not [m for m in XRAY_MODULES if unit_of(m) is None]
+
+
+@pytest.mark.parametrize("module", XRAY_MODULES)
+def test_xray_modules_import_their_own_unit_or_layers_below(module):
+    layer, unit = unit_of(module)
+    wrong = []
+    for name in MODULES[module]:
+        target = unit_of(name) if name != "xray" else None
+        if target is not None and target[1] != unit and target[0] >= layer:
+            wrong.append(name)
+    assert not wrong, f"{module} (layer {layer + 1}) imports {sorted(wrong)} from its own layer or above"
+
+
+@pytest.mark.parametrize("package", SELF_CONTAINED)
+def test_self_contained_packages(package):
+    for module in [m for m in MODULES if m == package or m.startswith(package + ".")]:
+        outside = [n for n in MODULES[module] if not (n == package or n.startswith(package + "."))]
+        assert not outside, f"{module} imports {outside}"
 
 
 def test_no_import_cycles():

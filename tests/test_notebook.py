@@ -13,9 +13,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import REPO
-from image_folders import make_noise_folder
-from xray.prompts import BUILTIN_PROMPTS
+from helpers.checks import REPO
+from helpers.image_folders import make_noise_folder
+from xray.data.prompts import BUILTIN_PROMPTS
 
 NOTEBOOK = os.path.join(REPO, "notebooks", "labs.ipynb")
 TINY_BUDGET = """

@@ -3,11 +3,11 @@ define its flags from them at once."""
 
 import dataclasses
 
-from xray.prompts import DEFAULT_NEGATIVE_PROMPT
-
 WEIGHT_SOURCES = ("keras_cv", "local", "diffusers", "random")  # See xray.weights.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 TOKENIZER_ENV_VAR = "CLIP_BPE_PATH"
+# What radiographs are not; Stable Diffusion drifts towards these for medical prompts.
+DEFAULT_NEGATIVE_PROMPT = "color, text, watermark, photograph, painting, cartoon, blurry, low quality"
 
 
 @dataclasses.dataclass
@@ -23,7 +23,7 @@ class XrayConfig:
     grid_images_per_class: int = 4
 
 
-# The judge's classifiers (xray.judge): a small CNN trained from scratch, or a frozen
+# The judge's classifiers (xray.judging.judge): a small CNN trained from scratch, or a frozen
 # keras.applications backbone with ImageNet weights under a new head.
 BACKBONES = ("small_cnn", "mobilenet_v3_small", "efficientnet_v2_b0", "densenet121")
 
@@ -41,7 +41,7 @@ class JudgeConfig:
     seed: int = 0
 
 
-# What fine-tuning trains (xray.finetune): LoRA on these groups of projections, or the whole U-Net.
+# What fine-tuning trains (xray.training.finetune): LoRA on these groups of projections, or the whole U-Net.
 LORA_GROUPS = ("attention", "feed_forward")
 DEFAULT_CAPTION_TEMPLATE = "X-ray radiograph, {class_name}"  # For class folders without a prompt file.
 
@@ -64,3 +64,4 @@ class FinetuneConfig:
     sample_every: int = 100  # Updates between sample grids; 0 for none.
     sample_steps: int = 20  # DDIM steps of each sample image.
     seed: int = 0
+    training_kernels: bool = True  # xray.training.kernels in place of KerasCV's stock layers (same functions, less memory).

@@ -3,7 +3,7 @@
 Four sources, chosen by the X-ray script's `--weights`:
   keras_cv   KerasCV's own v1.4 files, downloaded once from Hugging Face into Keras's cache;
   local      a folder holding those files (or files our diffusers bridge wrote), offline;
-  diffusers  a Hugging Face diffusers checkpoint folder, converted on load by `xray.bridge`;
+  diffusers  a Hugging Face diffusers checkpoint folder, converted on load by `xray.formats.diffusers`;
   random     untrained weights: smoke tests and timing only, the images are noise.
 Every network is built with `download_weights=False` and loaded here, so nothing is
 fetched that the chosen source does not name, and a missing file stops the run before
@@ -16,16 +16,18 @@ import os
 import h5py
 import keras
 import tensorflow as tf
+# KerasCV exports none of Stable Diffusion's layers: keras_cv.src, held by setup.py's keras-cv==0.9.0 pin
+# (tests/test_private_apis.py).
 from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 
 from genlab.errors import UserError
-from xray.bridge import open_checkpoint, use_diffusers_numerics
+from xray.formats.diffusers import open_checkpoint, use_diffusers_numerics
 from xray.config import PRECISIONS, TOKENIZER_ENV_VAR, WEIGHT_SOURCES
-from xray.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE, load_keras_cv_weights, read_conversion
-from xray.lora import describe as describe_lora
-from xray.lora import merge_adapters, read_adapters
-from xray.networks import IMAGE_ENCODER, NETWORKS, build_network
-from xray.sampler import NoiseSchedule, tokenize
+from xray.formats.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE, load_keras_cv_weights, read_conversion
+from xray.formats.lora_file import describe as describe_lora
+from xray.formats.lora_file import merge_adapters, read_adapters
+from xray.sd.networks import IMAGE_ENCODER, NETWORKS, build_network
+from xray.sd.sampler import NoiseSchedule, tokenize
 
 
 # KerasCV 0.9.0's download addresses (its constructors hold them inline).
@@ -66,7 +68,7 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
     `loras` are (LoRA file, scale) pairs, merged into the weights once loaded. Files are found
     (or downloaded), LoRA files read and `check_texts` tokenized first, so a bad source or an
     over-long prompt fails in seconds, before the networks are built. `frozen`: no network's
-    own weights will train (`xray.networks.build_network`).
+    own weights will train (`xray.sd.networks.build_network`).
     """
     if image_size <= 0 or image_size % 128:
         raise UserError(f"--image_size={image_size} is not a positive multiple of 128 (the U-Net halves it 3 times, the VAE 3 times more); try 256 or 512")

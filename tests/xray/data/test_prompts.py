@@ -1,0 +1,74 @@
+"""Built-in prompts, safe class names and prompt-file errors."""
+
+import json
+
+import pytest
+
+from genlab.errors import UserError
+from xray.data.prompts import BUILTIN_PROMPTS, ClassPrompt, load_prompt_file, safe_class_name
+
+
+def test_builtin_prompts_cover_chest_and_bone_with_safe_unique_names():
+    names = [p.class_name for p in BUILTIN_PROMPTS]
+    assert len(names) >= 5 and len(set(names)) == len(names)
+    assert all(safe_class_name(name) == name for name in names)
+    text = " ".join(p.prompt.lower() for p in BUILTIN_PROMPTS)
+    for anatomy in ("chest", "radius", "hand", "knee", "pneumonia"):
+        assert anatomy in text
+
+
+@pytest.mark.parametrize("raw, safe", [
+    ("Chest X-ray: Pneumonia", "chest_x-ray_pneumonia"),
+    ("../../etc/passwd", "etc_passwd"),
+    ("/absolute", "absolute"),
+    ("..", ""),
+    ("  Knee  OA ", "knee_oa"),
+])
+def test_safe_class_name_cannot_leave_the_dataset_folder(raw, safe):
+    assert safe_class_name(raw) == safe
+
+
+def test_reads_yaml_and_json_with_optional_fields(tmp_path):
+    yaml_file = tmp_path / "p.yaml"
+    yaml_file.write_text("- class: Chest Normal\n  prompt: healthy lungs\n  count: 3\n"
+                         "- class: wrist\n  prompt: wrist fracture\n  negative_prompt: cast\n")
+    assert load_prompt_file(str(yaml_file)) == [
+        ClassPrompt("chest_normal", "healthy lungs", None, 3),
+        ClassPrompt("wrist", "wrist fracture", "cast", None),
+    ]
+    json_file = tmp_path / "p.json"
+    json_file.write_text(json.dumps([{"class": "knee", "prompt": "knee x-ray"}]))
+    assert load_prompt_file(str(json_file)) == [ClassPrompt("knee", "knee x-ray")]
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("bad.json", '[{"class": "a", "prompt": "b"},\n {"class": "c" "prompt": "d"}]', "line 2"),
+    ("bad.yaml", "- class: a\n  prompt: b\n- class: [c\n", "line"),
+    ("empty.yaml", "", "non-empty list"),
+    ("map.yaml", "class: a\nprompt: b\n", "non-empty list"),
+    ("noprompt.yaml", "- class: a\n  prompt: b\n- class: c\n", "entry 2: 'prompt'"),
+    ("typo.yaml", "- class: a\n  prompt: b\n  negative: c\n", "entry 1: unknown key(s) 'negative'"),
+    ("count.yaml", "- class: a\n  prompt: b\n  count: 0\n", "entry 1: 'count'"),
+    ("dup.yaml", "- class: A\n  prompt: b\n- class: a\n  prompt: c\n", "class 'a' appears twice"),
+    ("nothing.yaml", "- class: '../..'\n  prompt: b\n", "entry 1: class '../..'"),
+    ("scalar.yaml", "- just a string\n", "entry 1: expected a mapping"),
+])
+def test_malformed_files_get_an_error_naming_the_place(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(UserError) as error:
+        load_prompt_file(str(path))
+    assert message in str(error.value) and name in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_yaml_cannot_build_python_objects(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("- class: a\n  prompt: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_prompt_file(str(path))
+
+
+def test_missing_file_names_the_flag(tmp_path):
+    with pytest.raises(UserError, match="--prompt_file"):
+        load_prompt_file(str(tmp_path / "nope.yaml"))

@@ -1,0 +1,1 @@
+"""The classes of a dataset and their prompts, and users' class-folder image sets. No TensorFlow."""

@@ -1,0 +1,1 @@
+"""Generation: the dataset folder on disk and the orchestrator genlab-xray calls."""

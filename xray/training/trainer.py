@@ -1,0 +1,116 @@
+"""The Keras model that fine-tuning fits: Stable Diffusion's noise-prediction loss on the U-Net,
+and the optimizer it trains with."""
+
+import keras
+import tensorflow as tf
+
+# reduce_per_replica: private Keras API, held by setup.py's keras pin (tests/test_private_apis.py).
+from keras.src.backend.tensorflow.trainer import reduce_per_replica
+
+from genlab.distribute import PrebuiltModel
+from xray.training.optimizer import AdamW
+
+
+class DiffusionFineTuner(PrebuiltModel):
+    """Trains the U-Net (its adapters, or all of it) to predict the noise added to latents.
+
+    Batches carry everything random, drawn by `UpdatePlan`: `x` (latents, or images when
+    `image_encoder` is given), `signal` and `noise_level` (sqrt of alpha-bar and of
+    1 - alpha-bar at each row's timestep), `timestep_embedding`, `noise`, and `context`
+    (text-encoder states) or, with `text_encoder`, `tokens` to encode.
+    """
+
+    def __init__(self, diffusion_model, image_encoder=None, text_encoder=None, **kwargs):
+        super().__init__(**kwargs)
+        self.diffusion_model = diffusion_model
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def compile(self, optimizer, **kwargs):
+        super().compile(optimizer=optimizer, **kwargs)
+        # The optimizer's slots are made here, not while `fit` traces the first step: a
+        # tf.function that creates variables is traced a second time, and the first trace's
+        # graph of the whole U-Net stays in memory.
+        self.optimizer.build(self.trainable_variables)
+
+    def make_train_function(self, force=False):
+        if self._keras_functions_needed():
+            return super().make_train_function(force)
+        if self.train_function is None or force:
+            self.train_function = self._function_of_iterator(self.train_step)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if self._keras_functions_needed():
+            return super().make_test_function(force)
+        if self.test_function is None or force:
+            self.test_function = self._function_of_iterator(self.test_step)
+        return self.test_function
+
+    def _keras_functions_needed(self):
+        return self.run_eagerly or self.steps_per_execution != 1
+
+    def _function_of_iterator(self, step):
+        """`fit`'s or `evaluate`'s function of the data iterator: one batch read and `step` run,
+        in one tf.function. Keras's own calls `step`'s tf.function from another that reads the
+        batch, and TensorFlow then holds the U-Net's graph for both."""
+
+        @tf.function(reduce_retracing=True)
+        def step_on_iterator(iterator):
+            data = iterator.get_next()
+            # Every op of the step waits on the batch. Else, past the last batch of a dataset of
+            # unknown length, counters that do not depend on it (the optimizer's iterations, a
+            # mean's count) still advance, as they do under Keras's function.
+            with tf.control_dependencies(tf.nest.flatten(data, expand_composites=True)):
+                outputs = self.distribute_strategy.run(step, args=(data,))
+            return reduce_per_replica(outputs, self.distribute_strategy, reduction="auto")
+
+        def function(iterator):
+            try:
+                return step_on_iterator(iterator)
+            except tf.errors.OutOfRangeError:  # Where Keras's returns an empty optional.
+                raise StopIteration from None
+
+        return function
+
+    def noise_loss(self, data, training):
+        """Mean squared error between the noise added to each row's latents and the U-Net's prediction of it."""
+        latents = data["x"] if self.image_encoder is None else self.image_encoder(data["x"], training=False)
+        latents = tf.cast(latents, "float32")
+        noisy = data["signal"][:, None, None, None] * latents + data["noise_level"][:, None, None, None] * data["noise"]
+        if self.text_encoder is None:
+            context = data["context"]
+        else:
+            positions = tf.broadcast_to(tf.range(tf.shape(data["tokens"])[1])[None], tf.shape(data["tokens"]))
+            context = self.text_encoder({"tokens": data["tokens"], "positions": positions}, training=training)
+        predicted = self.diffusion_model(
+            {"latent": noisy, "timestep_embedding": data["timestep_embedding"], "context": context}, training=training)
+        return tf.reduce_mean(tf.square(tf.cast(predicted, "float32") - data["noise"]))
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss = self.noise_loss(data, training=True)
+            scaled_loss = self.optimizer.scale_loss(loss)  # Loss scaling under mixed_float16; else the loss.
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result(), "step_loss": loss}
+
+    def test_step(self, data):
+        self.loss_tracker.update_state(self.noise_loss(data, training=False))
+        return {"loss": self.loss_tracker.result()}
+
+
+def training_optimizer(config):
+    """AdamW with `config`'s learning rate, warmed up and then cosine-decayed, and its gradient
+    accumulation."""
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, config.max_steps - config.warmup_steps), alpha=0.1,
+        warmup_target=config.learning_rate, warmup_steps=config.warmup_steps)
+    accumulation = config.gradient_accumulation
+    return AdamW(schedule, weight_decay=1e-2, gradient_accumulation_steps=accumulation if accumulation > 1 else None)
