@@ -70,8 +70,11 @@ def main(command):
     peak = max((tree for _, (tree, _) in samples), default=0)
     if largest:
         print("the tests during which the process tree was largest:", *largest, sep="\n")
-    print(f"measured: {' '.join(command)}: {int(minutes)} min {seconds:.0f} s, "
-          f"peak memory {peak / 2**30:.1f} GiB (the process tree's resident sets, summed)", flush=True)
+    print(
+        f"measured: {' '.join(command)}: {int(minutes)} min {seconds:.0f} s, "
+        f"peak memory {peak / 2**30:.1f} GiB (the process tree's resident sets, summed)",
+        flush=True,
+    )
     return process.returncode
 
 

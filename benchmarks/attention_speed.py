@@ -30,12 +30,13 @@ import statistics
 import time
 
 from absl import app, flags
-
 from machine import describe_machine, print_row_result, run_row_processes
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
-flags.DEFINE_list("passes", ["inference", "training"], "inference (forward, batch 2) and/or training (forward and backward, batch 1).")
+flags.DEFINE_list(
+    "passes", ["inference", "training"], "inference (forward, batch 2) and/or training (forward and backward, batch 1)."
+)
 flags.DEFINE_list("modes", ["project", "project_chunked", "diffusers", "diffusers_unfused"], "Which layers to time.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per row.", lower_bound=1)
 flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
@@ -78,7 +79,10 @@ def diffusers_row(tokens, batch, training, precision, repeats, threads, fused):
     x = torch.randn(batch, tokens, CHANNELS, requires_grad=training)
 
     def call():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"), torch.set_grad_enabled(training):
+        with (
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"),
+            torch.set_grad_enabled(training),
+        ):
             loss = layer(x).float().sum()
         if training:
             loss.backward()
@@ -100,9 +104,13 @@ def run_row(row):
     tokens, training = (row["size"] // 8) ** 2, row["pass"] == "training"
     batch = 1 if training else 2
     if row["mode"].startswith("project"):
-        times = project_row(tokens, batch, training, row["precision"], row["repeats"], chunked=row["mode"] == "project_chunked")
+        times = project_row(
+            tokens, batch, training, row["precision"], row["repeats"], chunked=row["mode"] == "project_chunked"
+        )
     else:
-        times = diffusers_row(tokens, batch, training, row["precision"], row["repeats"], row["threads"], fused=row["mode"] == "diffusers")
+        times = diffusers_row(
+            tokens, batch, training, row["precision"], row["repeats"], row["threads"], fused=row["mode"] == "diffusers"
+        )
     print_row_result(row, tokens=tokens, seconds=statistics.median(times))
 
 
@@ -113,17 +121,27 @@ def main(argv):
         return
     print(describe_machine())
     results = {}
-    rows = [{"mode": mode, "size": size, "precision": precision, "pass": kind, "repeats": FLAGS.repeats}
-            for size in map(int, FLAGS.sizes) for precision in FLAGS.precisions for kind in FLAGS.passes for mode in FLAGS.modes]
+    rows = [
+        {"mode": mode, "size": size, "precision": precision, "pass": kind, "repeats": FLAGS.repeats}
+        for size in map(int, FLAGS.sizes)
+        for precision in FLAGS.precisions
+        for kind in FLAGS.passes
+        for mode in FLAGS.modes
+    ]
     for row, result in run_row_processes(__file__, rows):
         results[(row["size"], row["precision"], row["pass"], row["mode"])] = result
-        print(f"{row['mode']:17s} {row['size']} px ({result['tokens']} tokens) {row['precision']:8s} {row['pass']:9s} "
-              f"{result['seconds'] * 1000:8.1f} ms  peak {result['peak_gib']:5.2f} GiB  ({result['threads']} threads)", flush=True)
+        print(
+            f"{row['mode']:17s} {row['size']} px ({result['tokens']} tokens) {row['precision']:8s} {row['pass']:9s} "
+            f"{result['seconds'] * 1000:8.1f} ms  peak {result['peak_gib']:5.2f} GiB  ({result['threads']} threads)",
+            flush=True,
+        )
     for (size, precision, kind, mode), result in results.items():
         peer = results.get((size, precision, kind, "diffusers"))
         if mode != "diffusers" and peer:
-            print(f"{size} px {precision} {kind}: {mode} / diffusers = {result['seconds'] / peer['seconds']:.2f}x time; "
-                  f"x5 blocks a U-Net pass: {5 * (result['seconds'] - peer['seconds']):+.2f} s")
+            print(
+                f"{size} px {precision} {kind}: {mode} / diffusers = {result['seconds'] / peer['seconds']:.2f}x time; "
+                f"x5 blocks a U-Net pass: {5 * (result['seconds'] - peer['seconds']):+.2f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ import time
 import keras
 import tensorflow as tf
 from absl import app, flags
-
-from gan.model import GAN, build_networks
-from gan.config import TrainConfig
-from gan.train import mnist_for_gan
 from machine import describe_machine
 from tutorial_dcgan import SETTINGS, build_tutorial
+
+from gan.config import TrainConfig
+from gan.model import GAN, build_networks
+from gan.train import mnist_for_gan
 
 flags.DEFINE_integer("steps", 60, "Training steps per timed run.", lower_bound=1)
 flags.DEFINE_integer("repeats", 5, "Timed runs per configuration (the median is reported).", lower_bound=1)
@@ -38,7 +38,9 @@ def build_project():
 
 
 def images_per_second(model, batch_size, images, labels):
-    data = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(batch_size, drop_remainder=True).prefetch(4)
+    data = (
+        tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(batch_size, drop_remainder=True).prefetch(4)
+    )
     model.fit(data, steps_per_epoch=5, epochs=1, shuffle=False, verbose=0)  # Trace and compile.
     rates = []
     for _ in range(FLAGS.repeats):
@@ -52,15 +54,22 @@ def main(_):
     print(describe_machine())
     images, labels = mnist_for_gan(TrainConfig())
     results = {}
-    for name, (model, batch_size) in {"project default": build_project(),
-                                       "TF DCGAN tutorial": (build_tutorial(), SETTINGS["batch_size"])}.items():
+    for name, (model, batch_size) in {
+        "project default": build_project(),
+        "TF DCGAN tutorial": (build_tutorial(), SETTINGS["batch_size"]),
+    }.items():
         median, rates = images_per_second(model, batch_size, images, labels)
         results[name] = median
-        print(f"{name:20s} batch {batch_size:3d} {median:8.0f} images/s  (runs: {', '.join(f'{r:.0f}' for r in rates)})", flush=True)
+        print(
+            f"{name:20s} batch {batch_size:3d} {median:8.0f} images/s  (runs: {', '.join(f'{r:.0f}' for r in rates)})",
+            flush=True,
+        )
     ratio = results["project default"] / results["TF DCGAN tutorial"]
     print(f"ratio (project / tutorial): {ratio:.2f}x")
-    print(f"one 60,000-image epoch: project {60000 / results['project default']:.0f} s, "
-          f"tutorial {60000 / results['TF DCGAN tutorial']:.0f} s")
+    print(
+        f"one 60,000-image epoch: project {60000 / results['project default']:.0f} s, "
+        f"tutorial {60000 / results['TF DCGAN tutorial']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
+from machine import describe_machine
+from tutorial_dcgan import SETTINGS as TUTORIAL
+from tutorial_dcgan import build_tutorial
 
 from gan.clusters import cluster_sampler
 from gan.config import TrainConfig
@@ -46,18 +49,18 @@ from genlab.mnist import ENV_VAR, NUM_CLASSES, load_mnist
 from genlab.noise import gaussian_noise
 from lenet import reference
 from lenet.metrics import quality_report
-from machine import describe_machine
-from tutorial_dcgan import SETTINGS as TUTORIAL
-from tutorial_dcgan import build_tutorial
 
 RUNS = ("project", "tutorial", "project_conditional", "project_no_clusters")
 PROJECT_RUNS = {"project": {}, "project_conditional": dict(conditional=True), "project_no_clusters": dict(clusters=0)}
 flags.DEFINE_list("runs", ["project", "tutorial"], f"Which runs, in order, from {', '.join(RUNS)}.")
-flags.DEFINE_integer("tutorial_epochs", 10, "Epochs for the tutorial's configuration (its own default is 50).", lower_bound=1)
+flags.DEFINE_integer(
+    "tutorial_epochs", 10, "Epochs for the tutorial's configuration (its own default is 50).", lower_bound=1
+)
 flags.DEFINE_integer("project_epochs", 0, "Epochs for the project's runs (0: TrainConfig's default).", lower_bound=0)
 flags.DEFINE_integer("samples", 5000, "Generated digits per evaluation.", lower_bound=100)
 flags.DEFINE_string("output_dir", "runs/time_to_quality", "Where the CSV, the plot and the runs' outputs go.")
 FLAGS = flags.FLAGS
+
 
 class QualityClock(keras.callbacks.Callback):
     """Counts the set-up and each epoch's training time, then judges the generator's digits (untimed)."""
@@ -84,21 +87,32 @@ class QualityClock(keras.callbacks.Callback):
         self.training_seconds += time.perf_counter() - self._start
         report = self._judge(self.model.generate)
         shares = report["class_distribution"]
-        latest = self._judge(lambda noise, labels: self.latest(noise if labels is None else [noise, labels], training=False))
-        row = {"run": self.name, "epoch": epoch + 1, "training_seconds": round(self.training_seconds, 1),
-               "mnist_fid": round(report["mnist_fid"], 3), "mnist_score": round(report["mnist_score"], 3),
-               "class_entropy_bits": round(report["class_entropy_bits"], 3),
-               "min_class_share": round(min(shares), 4), "max_class_share": round(max(shares), 4),
-               "accuracy_vs_intended": round(report.get("accuracy_vs_intended", float("nan")), 4),
-               "latest_weights_fid": round(latest["mnist_fid"], 3), "latest_weights_score": round(latest["mnist_score"], 3)}
+        latest = self._judge(
+            lambda noise, labels: self.latest(noise if labels is None else [noise, labels], training=False)
+        )
+        row = {
+            "run": self.name,
+            "epoch": epoch + 1,
+            "training_seconds": round(self.training_seconds, 1),
+            "mnist_fid": round(report["mnist_fid"], 3),
+            "mnist_score": round(report["mnist_score"], 3),
+            "class_entropy_bits": round(report["class_entropy_bits"], 3),
+            "min_class_share": round(min(shares), 4),
+            "max_class_share": round(max(shares), 4),
+            "accuracy_vs_intended": round(report.get("accuracy_vs_intended", float("nan")), 4),
+            "latest_weights_fid": round(latest["mnist_fid"], 3),
+            "latest_weights_score": round(latest["mnist_score"], 3),
+        }
         self.rows.append(row)
         print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
     def _judge(self, generate):
-        images = np.concatenate([
-            generate(self.noise[i:i + 500], None if self.labels is None else self.labels[i:i + 500]).numpy()
-            for i in range(0, len(self.noise), 500)
-        ])
+        images = np.concatenate(
+            [
+                generate(self.noise[i : i + 500], None if self.labels is None else self.labels[i : i + 500]).numpy()
+                for i in range(0, len(self.noise), 500)
+            ]
+        )
         probabilities, features = self.judge.predict(to_uint8(images).astype("float32"), batch_size=1000, verbose=0)
         return quality_report(probabilities, features, self.test_features, self.labels)
 
@@ -131,11 +145,17 @@ def real_digits_row(judge, test_features, count, mnist_path):
     probabilities, features = judge.predict(x_train[index][..., None].astype("float32"), batch_size=1000, verbose=0)
     report = quality_report(probabilities, features, test_features, y_train[index])
     shares = report["class_distribution"]
-    return {"run": "real_mnist", "epoch": 0, "training_seconds": 0.0,
-            "mnist_fid": round(report["mnist_fid"], 3), "mnist_score": round(report["mnist_score"], 3),
-            "class_entropy_bits": round(report["class_entropy_bits"], 3),
-            "min_class_share": round(min(shares), 4), "max_class_share": round(max(shares), 4),
-            "accuracy_vs_intended": round(report["accuracy_vs_intended"], 4)}
+    return {
+        "run": "real_mnist",
+        "epoch": 0,
+        "training_seconds": 0.0,
+        "mnist_fid": round(report["mnist_fid"], 3),
+        "mnist_score": round(report["mnist_score"], 3),
+        "class_entropy_bits": round(report["class_entropy_bits"], 3),
+        "min_class_share": round(min(shares), 4),
+        "max_class_share": round(max(shares), 4),
+        "accuracy_vs_intended": round(report["accuracy_vs_intended"], 4),
+    }
 
 
 def main(argv):
@@ -174,32 +194,53 @@ def main(argv):
         if name == "real_mnist":
             continue
         last = rows[-1]
-        level = "level with real digits" if last["mnist_fid"] <= real["mnist_fid"] else f"{last['mnist_fid'] / real['mnist_fid']:.1f}x real digits' FID"
-        print(f"{name}: after {last['epoch']} epochs, {last['training_seconds'] / 60:.1f} min: "
-              f"FID {last['mnist_fid']:.2f} ({level}), MNIST score {last['mnist_score']:.2f}, "
-              f"class shares {last['min_class_share']:.1%}..{last['max_class_share']:.1%}"
-              + (f", {last['accuracy_vs_intended']:.1%} classified as intended" if name == "project_conditional" else ""))
+        level = (
+            "level with real digits"
+            if last["mnist_fid"] <= real["mnist_fid"]
+            else f"{last['mnist_fid'] / real['mnist_fid']:.1f}x real digits' FID"
+        )
+        print(
+            f"{name}: after {last['epoch']} epochs, {last['training_seconds'] / 60:.1f} min: "
+            f"FID {last['mnist_fid']:.2f} ({level}), MNIST score {last['mnist_score']:.2f}, "
+            f"class shares {last['min_class_share']:.1%}..{last['max_class_share']:.1%}"
+            + (f", {last['accuracy_vs_intended']:.1%} classified as intended" if name == "project_conditional" else "")
+        )
     if "tutorial" in rows_by_run and "project" in rows_by_run:
         target = rows_by_run["tutorial"][-1]
         reached = time_to_reach(rows_by_run["project"], target["mnist_fid"])
-        print(f"tutorial's FID after {target['epoch']} epochs: {target['mnist_fid']:.2f} in {target['training_seconds']:.0f} s")
+        print(
+            f"tutorial's FID after {target['epoch']} epochs: {target['mnist_fid']:.2f} in {target['training_seconds']:.0f} s"
+        )
         if reached is None:
             print("the project never reached it")
         else:
-            print(f"the project reached it after {reached:.0f} s: {reached / target['training_seconds']:.3f}x the "
-                  "tutorial's time (target: <= 0.25x)")
+            print(
+                f"the project reached it after {reached:.0f} s: {reached / target['training_seconds']:.3f}x the "
+                "tutorial's time (target: <= 0.25x)"
+            )
 
 
 def _save(rows_by_run):
-    write_csv(os.path.join(FLAGS.output_dir, "time_to_quality.csv"), [row for rows in rows_by_run.values() for row in rows])
-    curves = {name: ([r["training_seconds"] / 60 for r in rows], [r["mnist_fid"] for r in rows])
-              for name, rows in rows_by_run.items() if name != "real_mnist"}
+    write_csv(
+        os.path.join(FLAGS.output_dir, "time_to_quality.csv"), [row for rows in rows_by_run.values() for row in rows]
+    )
+    curves = {
+        name: ([r["training_seconds"] / 60 for r in rows], [r["mnist_fid"] for r in rows])
+        for name, rows in rows_by_run.items()
+        if name != "real_mnist"
+    }
     longest = max([minutes[-1] for minutes, _ in curves.values() if minutes] or [1.0])
     real_fid = rows_by_run["real_mnist"][0]["mnist_fid"]
     curves["real MNIST (floor, same count)"] = ([0.0, longest], [real_fid, real_fid])
-    plots.save_curves(os.path.join(FLAGS.output_dir, "time_to_quality.png"), None, curves,
-                      "training minutes (set-up included)", "MNIST-FID (reference judge, log scale)",
-                      "GAN time to quality: lower is better", log_y=True)
+    plots.save_curves(
+        os.path.join(FLAGS.output_dir, "time_to_quality.png"),
+        None,
+        curves,
+        "training minutes (set-up included)",
+        "MNIST-FID (reference judge, log scale)",
+        "GAN time to quality: lower is better",
+        log_y=True,
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,10 @@ def main(argv):
             print(f"seed {seed}: {result.test_accuracy:.2%} test accuracy, {result.seconds:.1f} s training", flush=True)
     accuracy = statistics.median(a for a, _ in runs)
     seconds = statistics.median(s for _, s in runs)
-    print(f"LeNet-5, {LeNetConfig.epochs} epochs, median of {len(runs)}: {accuracy:.2%} accuracy, {seconds:.1f} s "
-          f"(target: >= 99.30% in <= 60 s)")
+    print(
+        f"LeNet-5, {LeNetConfig.epochs} epochs, median of {len(runs)}: {accuracy:.2%} accuracy, {seconds:.1f} s "
+        f"(target: >= 99.30% in <= 60 s)"
+    )
 
 
 if __name__ == "__main__":

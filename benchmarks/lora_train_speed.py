@@ -44,9 +44,9 @@ import tempfile
 import time
 
 from absl import app, flags
+from machine import describe_machine, print_row_result, run_row_processes
 
 from genlab.runtime import keep_torch_out, limit_malloc_arenas, use_onednn_kernels
-from machine import describe_machine, print_row_result, run_row_processes
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
@@ -133,8 +133,10 @@ def print_profile(result):
         print(f"  {value:7.2f} s  {100 * value / total:4.1f}%  {op_type}")
     if "live_mib" in result:
         live = sum(value for _, value in result["live_mib"])
-        print(f"  the allocator's peak: {result['allocator_peak_gib']:.2f} GiB in use, of which the step's tensors "
-              f"{live / 1024:.2f} GiB; the largest, by the op that made them:")
+        print(
+            f"  the allocator's peak: {result['allocator_peak_gib']:.2f} GiB in use, of which the step's tensors "
+            f"{live / 1024:.2f} GiB; the largest, by the op that made them:"
+        )
         for what, value in result["live_mib"][:TOP_OPS]:
             print(f"  {value:7.1f} MiB  {what}")
 
@@ -153,7 +155,9 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
     from xray.training.kernels import use_training_kernels
     from xray.training.trainer import DiffusionFineTuner, training_optimizer
 
-    unet = build_network("diffusion_model", size, "mixed_bfloat16" if precision == "bfloat16" else "float32", frozen=True)
+    unet = build_network(
+        "diffusion_model", size, "mixed_bfloat16" if precision == "bfloat16" else "float32", frozen=True
+    )
     for variable in unet.weights:
         variable.trainable = False
     add_adapters("diffusion_model", unet, rank, ("attention",))
@@ -162,20 +166,27 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
     model.compile(optimizer=training_optimizer(FinetuneConfig()))
     rng = np.random.default_rng(0)
     side = size // 8
-    batch = {"x": rng.standard_normal((1, side, side, 4), dtype=np.float32),
-             "signal": np.float32([0.7]), "noise_level": np.float32([0.7]),
-             "timestep_embedding": timestep_embedding(500, 1),
-             "noise": rng.standard_normal((1, side, side, 4), dtype=np.float32),
-             "context": rng.standard_normal((1, 77, 768), dtype=np.float32)}
+    batch = {
+        "x": rng.standard_normal((1, side, side, 4), dtype=np.float32),
+        "signal": np.float32([0.7]),
+        "noise_level": np.float32([0.7]),
+        "timestep_embedding": timestep_embedding(500, 1),
+        "noise": rng.standard_normal((1, side, side, 4), dtype=np.float32),
+        "context": rng.standard_normal((1, 77, 768), dtype=np.float32),
+    }
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     marks = []
-    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs=None: marks.append(time.perf_counter()))
+    timer = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs=None: marks.append(time.perf_counter())
+    )
     start = time.perf_counter()
     model.fit(dataset, steps_per_epoch=steps + 1, epochs=1, callbacks=[timer], verbose=0)
     times, ops, memory = [b - a for a, b in zip([start] + marks[:-1], marks)][1:], None, {}
     if profile:
         with tempfile.TemporaryDirectory() as logdir:
-            tf.profiler.experimental.start(logdir, options=tf.profiler.experimental.ProfilerOptions(host_tracer_level=3))
+            tf.profiler.experimental.start(
+                logdir, options=tf.profiler.experimental.ProfilerOptions(host_tracer_level=3)
+            )
             model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
             tf.profiler.experimental.stop()
             ops = tensorflow_op_seconds(logdir)
@@ -196,14 +207,18 @@ def diffusers_row(size, precision, steps, rank, threads, profile=False):
     unet.requires_grad_(False)
     if precision == "bfloat16":
         unet.to(dtype=torch.bfloat16)
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    unet.add_adapter(
+        LoraConfig(
+            r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=["to_q", "to_k", "to_v", "to_out.0"]
+        )
+    )
     cast_training_params(unet, dtype=torch.float32)  # PEFT makes adapters in the base's dtype.
     parameters = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=1e-4)
     side = size // 8
     latents, noise = torch.randn(1, 4, side, side), torch.randn(1, 4, side, side)
     context, timestep = torch.randn(1, 77, 768), torch.tensor([500])
+
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
             predicted = unet(0.7 * latents + 0.7 * noise, timestep, encoder_hidden_states=context).sample
@@ -245,20 +260,36 @@ def main(argv):
         return
     print(describe_machine())
     results = {}
-    rows = [{"mode": mode, "size": size, "precision": precision, "steps": FLAGS.steps, "rank": FLAGS.rank, "profile": FLAGS.profile}
-            for size in map(int, FLAGS.sizes) for precision in FLAGS.precisions for mode in FLAGS.modes]
+    rows = [
+        {
+            "mode": mode,
+            "size": size,
+            "precision": precision,
+            "steps": FLAGS.steps,
+            "rank": FLAGS.rank,
+            "profile": FLAGS.profile,
+        }
+        for size in map(int, FLAGS.sizes)
+        for precision in FLAGS.precisions
+        for mode in FLAGS.modes
+    ]
     for row, result in run_row_processes(__file__, rows):
         results[(row["size"], row["precision"], row["mode"])] = result
-        print(f"{row['mode']:14s} {row['size']} px {row['precision']:8s} {result['seconds_per_step']:7.2f} s/step  "
-              f"peak {result['peak_gib']:5.2f} GiB  ({result['threads']} threads)", flush=True)
+        print(
+            f"{row['mode']:14s} {row['size']} px {row['precision']:8s} {result['seconds_per_step']:7.2f} s/step  "
+            f"peak {result['peak_gib']:5.2f} GiB  ({result['threads']} threads)",
+            flush=True,
+        )
         if FLAGS.profile:
             print_profile(result)
     for size in map(int, FLAGS.sizes):
         for precision in FLAGS.precisions:
             ours, theirs = results.get((size, precision, "project")), results.get((size, precision, "diffusers"))
             if ours and theirs:
-                print(f"{size} px {precision}: project / diffusers = {ours['seconds_per_step'] / theirs['seconds_per_step']:.2f}x "
-                      f"time per step, {ours['peak_gib'] / theirs['peak_gib']:.2f}x peak memory")
+                print(
+                    f"{size} px {precision}: project / diffusers = {ours['seconds_per_step'] / theirs['seconds_per_step']:.2f}x "
+                    f"time per step, {ours['peak_gib'] / theirs['peak_gib']:.2f}x peak memory"
+                )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ def describe_machine():
     isa = ", ".join(flag for flag in _ISA_FLAGS if flag in flags) or "unknown"
     import tensorflow as tf
 
-    return (f"{datetime.date.today()}, {model}, {os.cpu_count()} cores, ISA: {isa}; "
-            f"TensorFlow {tf.__version__}, intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
+    return (
+        f"{datetime.date.today()}, {model}, {os.cpu_count()} cores, ISA: {isa}; "
+        f"TensorFlow {tf.__version__}, intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
+    )
 
 
 # A convolution in each library, to make oneDNN say which instruction set it runs with.
@@ -42,9 +44,15 @@ def describe_onednn(library):
     CPU, and for TensorFlow whether its oneDNN operations are on by default here (TensorFlow turns
     them on only on CPUs with AVX-512 VNNI/BF16 or AMX; elsewhere most of its kernels are Eigen's)."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(("TF_ENABLE_ONEDNN", "TF_ONEDNN"))}
-    done = subprocess.run([sys.executable, "-c", _ONEDNN_PROBES[library]], capture_output=True, text=True,
-                          env=dict(env, ONEDNN_VERBOSE="1", TF_CPP_MIN_LOG_LEVEL="0"))
-    isa = next((line.split("isa:", 1)[1].strip() for line in done.stdout.splitlines() if ",isa:" in line), "not reported")
+    done = subprocess.run(
+        [sys.executable, "-c", _ONEDNN_PROBES[library]],
+        capture_output=True,
+        text=True,
+        env=dict(env, ONEDNN_VERBOSE="1", TF_CPP_MIN_LOG_LEVEL="0"),
+    )
+    isa = next(
+        (line.split("isa:", 1)[1].strip() for line in done.stdout.splitlines() if ",isa:" in line), "not reported"
+    )
     if library != "TensorFlow":
         return f"{library}'s oneDNN: {isa}"
     default = "on" if "oneDNN custom operations are on" in done.stderr else "off"
@@ -79,6 +87,6 @@ def run_row_processes(script, rows):
         done = subprocess.run([sys.executable, script, f"--row={json.dumps(row)}"], capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if lines:
-            yield row, json.loads(lines[0][len("RESULT "):])
+            yield row, json.loads(lines[0][len("RESULT ") :])
         else:
             print(f"{row}: failed\n{done.stderr[-2000:]}")

@@ -29,19 +29,30 @@ FLAGS = flags.FLAGS
 
 
 def images_per_second(num_workers, output_dir):
-    args = ["--strategy=multi_worker", f"--epochs={FLAGS.epochs}", f"--batch_size={FLAGS.batch_size}",
-            f"--num_train_images={FLAGS.num_train_images}", f"--mnist_path={os.environ.get(ENV_VAR, '')}"]
+    args = [
+        "--strategy=multi_worker",
+        f"--epochs={FLAGS.epochs}",
+        f"--batch_size={FLAGS.batch_size}",
+        f"--num_train_images={FLAGS.num_train_images}",
+        f"--mnist_path={os.environ.get(ENV_VAR, '')}",
+    ]
     workers = [
-        subprocess.Popen([sys.executable, "-m", "scripts.train_gan", *args, f"--output_dir={output_dir}"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config))
+        subprocess.Popen(
+            [sys.executable, "-m", "scripts.train_gan", *args, f"--output_dir={output_dir}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config),
+        )
         for tf_config in local_tf_configs(num_workers)
     ]
     for worker in workers:
         _, stderr = worker.communicate()
         if worker.returncode:
             sys.exit(f"a worker failed:\n{stderr[-2000:]}")
-    seconds = statistics.median(float(row["seconds"]) for row in read_history(os.path.join(output_dir, "history.csv"))[1:])
+    seconds = statistics.median(
+        float(row["seconds"]) for row in read_history(os.path.join(output_dir, "history.csv"))[1:]
+    )
     images = FLAGS.num_train_images // FLAGS.batch_size * FLAGS.batch_size
     return images / seconds
 

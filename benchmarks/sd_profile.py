@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 from absl import app, flags
-
 from machine import describe_machine, describe_onednn, tensorflow_threads
 
 flags.DEFINE_integer("size", 512, "Image size in pixels (a multiple of 128).")
@@ -27,12 +26,17 @@ FLAGS = flags.FLAGS
 # Each library's layer classes, sorted into what they compute; the rest is "everything else"
 # (residual blocks' own additions and activations, embeddings, reshapes, up-sampling).
 KINDS = {
-    "Conv2D": "convolutions", "Conv2d": "convolutions",
-    "Dense": "linear layers (attention projections, feed-forward)", "Linear": "linear layers (attention projections, feed-forward)",
-    "CrossAttention": "attention less its projections", "Attention": "attention less its projections",
+    "Conv2D": "convolutions",
+    "Conv2d": "convolutions",
+    "Dense": "linear layers (attention projections, feed-forward)",
+    "Linear": "linear layers (attention projections, feed-forward)",
+    "CrossAttention": "attention less its projections",
+    "Attention": "attention less its projections",
     "GEGLU": "GEGLU's gate and GELU",
-    "GroupNormalization": "normalization", "GroupNorm": "normalization",
-    "LayerNormalization": "normalization", "LayerNorm": "normalization",
+    "GroupNormalization": "normalization",
+    "GroupNorm": "normalization",
+    "LayerNormalization": "normalization",
+    "LayerNorm": "normalization",
 }
 OTHER = "everything else"
 
@@ -60,6 +64,7 @@ def profile_project(size, clock):
 
     unet = build_network("diffusion_model", size, "float32")
     for layer in {id(layer): layer for layer in unet._flatten_layers(include_self=False)}.values():
+
         def timed_call(*args, call=layer.call, kind=KINDS.get(type(layer).__name__, OTHER), **kwargs):
             clock.enter(kind)
             try:
@@ -70,9 +75,11 @@ def profile_project(size, clock):
         layer.call = timed_call
     rng = np.random.default_rng(0)
     latent = size // 8
-    inputs = {"latent": rng.standard_normal((2, latent, latent, 4), dtype=np.float32),
-              "timestep_embedding": rng.standard_normal((2, 320), dtype=np.float32),
-              "context": rng.standard_normal((2, 77, 768), dtype=np.float32)}
+    inputs = {
+        "latent": rng.standard_normal((2, latent, latent, 4), dtype=np.float32),
+        "timestep_embedding": rng.standard_normal((2, 320), dtype=np.float32),
+        "context": rng.standard_normal((2, 77, 768), dtype=np.float32),
+    }
     return lambda: np.asarray(unet(inputs))
 
 
@@ -110,12 +117,19 @@ def main(argv):
         start = time.perf_counter()
         call()
         columns[mode] = (time.perf_counter() - start, dict(clock.own_seconds))
-    print(f"\nStable Diffusion 1.x U-Net, {FLAGS.size} px, batch 2, float32, one eager call: own seconds by layer kind (share)")
+    print(
+        f"\nStable Diffusion 1.x U-Net, {FLAGS.size} px, batch 2, float32, one eager call: own seconds by layer kind (share)"
+    )
     print("| layer kind | " + " | ".join(columns) + " |\n| --- |" + " --- |" * len(columns))
-    kinds = sorted({kind for _, seconds in columns.values() for kind in seconds},
-                   key=lambda kind: -max(seconds.get(kind, 0.0) for _, seconds in columns.values()))
+    kinds = sorted(
+        {kind for _, seconds in columns.values() for kind in seconds},
+        key=lambda kind: -max(seconds.get(kind, 0.0) for _, seconds in columns.values()),
+    )
     for kind in kinds:
-        cells = [f"{seconds.get(kind, 0.0):.2f} ({seconds.get(kind, 0.0) / total:.0%})" for total, seconds in columns.values()]
+        cells = [
+            f"{seconds.get(kind, 0.0):.2f} ({seconds.get(kind, 0.0) / total:.0%})"
+            for total, seconds in columns.values()
+        ]
         print(f"| {kind} | " + " | ".join(cells) + " |")
     print("| whole call | " + " | ".join(f"{total:.2f}" for total, _ in columns.values()) + " |")
 

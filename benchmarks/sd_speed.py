@@ -32,19 +32,24 @@ import statistics
 import time
 
 from absl import app, flags
-
-from genlab.runtime import use_inference_only_kernels
 from machine import describe_machine, describe_onednn, print_row_result, run_row_processes, tensorflow_threads
 
+from genlab.runtime import use_inference_only_kernels
+
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
-flags.DEFINE_list("modes", ["project", "project_tf_kernels", "diffusers"], "project: Keras graph functions with "
-                  "genlab-xray's kernels; project_tf_kernels: with TensorFlow's own choice; xla: the project with "
-                  "jit_compile=True; diffusers: the PyTorch peer.")
+flags.DEFINE_list(
+    "modes",
+    ["project", "project_tf_kernels", "diffusers"],
+    "project: Keras graph functions with "
+    "genlab-xray's kernels; project_tf_kernels: with TensorFlow's own choice; xla: the project with "
+    "jit_compile=True; diffusers: the PyTorch peer.",
+)
 flags.DEFINE_integer("steps_per_image", 25, "Denoising steps of the timed image.", lower_bound=2)
 flags.DEFINE_string("tokenizer_path", "", "CLIP BPE file (default: $CLIP_BPE_PATH, else download).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16, for both the project and diffusers.")
-flags.register_validator("precisions", lambda values: set(values) <= {"float32", "bfloat16"},
-                         "--precisions takes float32 and/or bfloat16")
+flags.register_validator(
+    "precisions", lambda values: set(values) <= {"float32", "bfloat16"}, "--precisions takes float32 and/or bfloat16"
+)
 flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
 FLAGS = flags.FLAGS
 KERAS_PRECISION = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
@@ -66,14 +71,21 @@ def measure_project(size, precision, mode, steps, tokenizer_path):
     from xray.sd.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
     from xray.weights import load_stable_diffusion
 
-    models = load_stable_diffusion(size, "random", tokenizer_path=tokenizer_path,
-                                   precision=KERAS_PRECISION[precision], jit_compile=(mode == "xla"))
+    models = load_stable_diffusion(
+        size, "random", tokenizer_path=tokenizer_path, precision=KERAS_PRECISION[precision], jit_compile=(mode == "xla")
+    )
 
     def image(steps, marks=None):
         context, unconditional = encode_texts(models, PROMPTS)
-        latents = sample_latents(models, initial_noise(0, size)[None], context[None], unconditional[None],
-                                 num_steps=steps, guidance_scale=7.5,
-                                 on_step=None if marks is None else lambda step: marks.append(time.perf_counter()))
+        latents = sample_latents(
+            models,
+            initial_noise(0, size)[None],
+            context[None],
+            unconditional[None],
+            num_steps=steps,
+            guidance_scale=7.5,
+            on_step=None if marks is None else lambda step: marks.append(time.perf_counter()),
+        )
         return decode_to_uint8(models, latents)
 
     return time_image(image, steps)
@@ -88,12 +100,38 @@ def measure_diffusers(size, precision, steps, threads):
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
     # diffusers' U-Net defaults are SD 1.x's but for the text width (768); its VAE's are a toy's.
     unet = UNet2DConditionModel(cross_attention_dim=768).eval().to(dtype)
-    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), latent_channels=4, layers_per_block=2,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4).eval().to(dtype)
-    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-                                                hidden_act="quick_gelu", projection_dim=768)).eval().to(dtype)
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", set_alpha_to_one=False,
-                              steps_offset=1, clip_sample=False)
+    vae = (
+        AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            latent_channels=4,
+            layers_per_block=2,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+        )
+        .eval()
+        .to(dtype)
+    )
+    text_encoder = (
+        CLIPTextModel(
+            CLIPTextConfig(
+                hidden_size=768,
+                intermediate_size=3072,
+                num_attention_heads=12,
+                hidden_act="quick_gelu",
+                projection_dim=768,
+            )
+        )
+        .eval()
+        .to(dtype)
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        set_alpha_to_one=False,
+        steps_offset=1,
+        clip_sample=False,
+    )
     tokens = torch.randint(0, 49408, (2, 77))  # The prompt and the negative prompt, tokenized.
 
     @torch.inference_mode()
@@ -131,27 +169,45 @@ def main(argv):
     if "diffusers" in FLAGS.modes:
         import torch
 
-        print(f"{describe_onednn('PyTorch')}; PyTorch {torch.__version__}, {tensorflow_threads()} threads (TensorFlow's count), "
-              f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
-    rows = [{"mode": mode, "size": size, "precision": precision, "steps": FLAGS.steps_per_image,
-             "tokenizer_path": FLAGS.tokenizer_path}
-            for size in map(int, FLAGS.sizes) for precision in FLAGS.precisions for mode in FLAGS.modes]
+        print(
+            f"{describe_onednn('PyTorch')}; PyTorch {torch.__version__}, {tensorflow_threads()} threads (TensorFlow's count), "
+            f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+        )
+    rows = [
+        {
+            "mode": mode,
+            "size": size,
+            "precision": precision,
+            "steps": FLAGS.steps_per_image,
+            "tokenizer_path": FLAGS.tokenizer_path,
+        }
+        for size in map(int, FLAGS.sizes)
+        for precision in FLAGS.precisions
+        for mode in FLAGS.modes
+    ]
     results = {}
     for row, result in run_row_processes(__file__, rows):
         results[row["size"], row["precision"], row["mode"]] = result
-        print(f"  measured {row['size']} px {row['mode']} {row['precision']}: {result['seconds_per_step']:.2f} s/step, "
-              f"{result['seconds_per_image']:.0f} s/image, peak {result['peak_gib']:.1f} GiB", flush=True)
+        print(
+            f"  measured {row['size']} px {row['mode']} {row['precision']}: {result['seconds_per_step']:.2f} s/step, "
+            f"{result['seconds_per_image']:.0f} s/image, peak {result['peak_gib']:.1f} GiB",
+            flush=True,
+        )
 
     print(f"\nStable Diffusion 1.x, one {FLAGS.steps_per_image}-step image with guidance (U-Net batch 2), timed whole")
-    print("| size | side | precision | s/step (median) | s/image | peak GiB | image / diffusers, same precision | image / diffusers float32 |")
+    print(
+        "| size | side | precision | s/step (median) | s/image | peak GiB | image / diffusers, same precision | image / diffusers float32 |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for (size, precision, mode), result in results.items():
         matched = results.get((size, precision, "diffusers"))
         default = results.get((size, "float32", "diffusers"))
         image = result["seconds_per_image"]
         ratios = [f"{image / peer['seconds_per_image']:.2f}x" if peer else "-" for peer in (matched, default)]
-        print(f"| {size} | {mode} | {precision} | {result['seconds_per_step']:.2f} | {image:.0f} | {result['peak_gib']:.1f} | "
-              f"{ratios[0]} | {ratios[1]} |")
+        print(
+            f"| {size} | {mode} | {precision} | {result['seconds_per_step']:.2f} | {image:.0f} | {result['peak_gib']:.1f} | "
+            f"{ratios[0]} | {ratios[1]} |"
+        )
 
 
 if __name__ == "__main__":

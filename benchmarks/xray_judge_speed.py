@@ -27,28 +27,37 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     from machine import describe_machine
+
     from xray.config import JudgeConfig
     from xray.judging.judge import judge_dataset
 
     print(describe_machine())
     with tempfile.TemporaryDirectory() as tmp:
         real = make_shapes_folder(os.path.join(tmp, "real"), FLAGS.real_per_class, seed=0, size=FLAGS.image_px)
-        synthetic = make_shapes_folder(os.path.join(tmp, "synthetic"), -(-FLAGS.synthetic_count // 3), seed=1, size=FLAGS.image_px)
+        synthetic = make_shapes_folder(
+            os.path.join(tmp, "synthetic"), -(-FLAGS.synthetic_count // 3), seed=1, size=FLAGS.image_px
+        )
         config = JudgeConfig(tstr=False)
         start = time.perf_counter()
         judge_dataset(real, synthetic, os.path.join(tmp, "first"), config, verbose=0)
         first = time.perf_counter() - start
         classifier = os.path.join(tmp, "first", "classifier.keras")
         start = time.perf_counter()
-        summary = judge_dataset(real, synthetic, os.path.join(tmp, "second"), config, classifier_path=classifier, verbose=0)
+        summary = judge_dataset(
+            real, synthetic, os.path.join(tmp, "second"), config, classifier_path=classifier, verbose=0
+        )
         judging = time.perf_counter() - start
     count = summary["synthetic"]["count"]
-    print(f"judge classifier: {config.backbone}, {config.image_size} px input, {config.epochs} epochs on "
-          f"{summary['classifier']['train_count']} real images; accuracy {summary['classifier']['training_accuracy']:.1%} "
-          f"in training, {summary['classifier']['held_out_accuracy']:.1%} held out")
+    print(
+        f"judge classifier: {config.backbone}, {config.image_size} px input, {config.epochs} epochs on "
+        f"{summary['classifier']['train_count']} real images; accuracy {summary['classifier']['training_accuracy']:.1%} "
+        f"in training, {summary['classifier']['held_out_accuracy']:.1%} held out"
+    )
     print(f"training and first judging: {first:.1f} s; training alone: {first - judging:.1f} s (the difference)")
-    print(f"judging {count} synthetic images at {FLAGS.image_px} px with the trained classifier: {judging:.1f} s "
-          f"({count / judging:.1f} images/s)")
+    print(
+        f"judging {count} synthetic images at {FLAGS.image_px} px with the trained classifier: {judging:.1f} s "
+        f"({count / judging:.1f} images/s)"
+    )
 
 
 if __name__ == "__main__":

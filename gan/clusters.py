@@ -54,7 +54,9 @@ def _kmeans(points, k, rng):
         centers = np.vstack([centers, points[rng.choice(len(points), p=weights)]])
     for _ in range(KMEANS_ITERATIONS):
         assignment = squared_distances(centers).argmin(axis=1)
-        centers = np.stack([points[assignment == j].mean(axis=0) if (assignment == j).any() else centers[j] for j in range(k)])
+        centers = np.stack(
+            [points[assignment == j].mean(axis=0) if (assignment == j).any() else centers[j] for j in range(k)]
+        )
     return squared_distances(centers).argmin(axis=1).astype(np.int32)
 
 

@@ -19,6 +19,7 @@ from genlab.distribute import PrebuiltModel
 
 IMAGE_SHAPE = (28, 28, 1)
 
+
 def build_generator(noise_dim, num_classes=None, dense_filters=64, conv=((32, 2),), kernel_size=4):
     """Noise (and label) -> 28x28x1 image in [-1, 1].
 
@@ -104,7 +105,11 @@ class GAN(PrebuiltModel):
         self.averaged_generator.set_weights(generator.get_weights())
         self.cluster_shares = cluster_shares
         # What `generate` runs and training saves: noise (and label) -> image.
-        self.sampler = self.averaged_generator if cluster_shares is None else cluster_sampler(self.averaged_generator, cluster_shares)
+        self.sampler = (
+            self.averaged_generator
+            if cluster_shares is None
+            else cluster_sampler(self.averaged_generator, cluster_shares)
+        )
         self.averaging_decay = averaging_decay
         self.noise_dim = generator.inputs[0].shape[-1]
         self.conditional = is_conditional(generator)
@@ -181,7 +186,10 @@ class GAN(PrebuiltModel):
         strategy = tf.distribute.get_strategy()
         # Across several workers Keras 3 averages each log along axis 0, which a scalar lacks
         # (keras-team/keras#20585); the test is the one Keras makes before doing so.
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
+        if (
+            isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode()
+        ):
             logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
         return logs
 

@@ -13,7 +13,9 @@ def load_generator(path):
     """Loads a generator saved by `gan.train` (`generator.keras`), checking it is one."""
     model = load_model_file(path, "generator", "train one with genlab-train-gan, or pass --generator")
     if tuple(model.outputs[0].shape[1:]) != IMAGE_SHAPE or len(model.inputs) not in (1, 2):
-        raise UserError(f"{path!r} is not a GAN generator: it maps {[i.shape for i in model.inputs]} to {model.outputs[0].shape}")
+        raise UserError(
+            f"{path!r} is not a GAN generator: it maps {[i.shape for i in model.inputs]} to {model.outputs[0].shape}"
+        )
     return model
 
 

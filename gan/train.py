@@ -68,7 +68,9 @@ def conditioning(config, images, labels):
     if not config.clusters:
         return labels, None, None  # The labels ride along in the dataset, unused.
     if config.clusters > len(images):
-        raise UserError(f"--clusters={config.clusters} is more than the {len(images)} training images; use fewer clusters")
+        raise UserError(
+            f"--clusters={config.clusters} is more than the {len(images)} training images; use fewer clusters"
+        )
     clusters = pixel_clusters(images, config.clusters, config.seed)
     return clusters, config.clusters, cluster_shares(clusters, config.clusters)
 
@@ -113,7 +115,9 @@ def train(config, output_dir, verbose=1, extra_callbacks=(), files=None):
 
     with strategy.scope():
         generator, discriminator = build_networks(config.architecture, config.noise_dim, num_classes)
-        gan = GAN(generator, discriminator, seed=config.seed, averaging_decay=config.averaging_decay, cluster_shares=shares)
+        gan = GAN(
+            generator, discriminator, seed=config.seed, averaging_decay=config.averaging_decay, cluster_shares=shares
+        )
         gan.compile(
             d_optimizer=keras.optimizers.Adam(config.d_learning_rate, beta_1=config.beta_1),
             g_optimizer=keras.optimizers.Adam(config.g_learning_rate, beta_1=config.beta_1),
@@ -141,7 +145,14 @@ def train(config, output_dir, verbose=1, extra_callbacks=(), files=None):
             EpochCheckpoint(paths["checkpoints"]),
         ]
     start = time.time()
-    gan.fit(dataset, epochs=config.epochs, initial_epoch=epochs_done, callbacks=callbacks + list(extra_callbacks), shuffle=False, verbose=verbose)
+    gan.fit(
+        dataset,
+        epochs=config.epochs,
+        initial_epoch=epochs_done,
+        callbacks=callbacks + list(extra_callbacks),
+        shuffle=False,
+        verbose=verbose,
+    )
     seconds = time.time() - start
 
     if nan_guard.diverged_at:

@@ -13,7 +13,7 @@ from genlab.runtime import STRATEGIES, has_tpu
 
 
 def detect_runtime():
-    """"tpu", "gpu" or "cpu": the accelerator this machine (or Colab runtime) has."""
+    """ "tpu", "gpu" or "cpu": the accelerator this machine (or Colab runtime) has."""
     if has_tpu():
         return "tpu"
     if tf.config.list_physical_devices("GPU"):

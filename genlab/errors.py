@@ -4,8 +4,12 @@ import errno
 import sys
 
 # Errors of the machine, not the program: reported in one line like a UserError.
-_USER_FIXABLE_OS_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-                           errno.EACCES: "no permission", errno.EROFS: "the file system is read-only"}
+_USER_FIXABLE_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EACCES: "no permission",
+    errno.EROFS: "the file system is read-only",
+}
 
 
 class UserError(Exception):
@@ -26,8 +30,11 @@ def exit_on_user_error(main):
             if error.errno not in _USER_FIXABLE_OS_ERRORS:
                 raise
             where = f" writing {error.filename}" if error.filename else ""
-            print(f"error: {_USER_FIXABLE_OS_ERRORS[error.errno]}{where}; free space or fix permissions, "
-                  "then run the same command again", file=sys.stderr)
+            print(
+                f"error: {_USER_FIXABLE_OS_ERRORS[error.errno]}{where}; free space or fix permissions, "
+                "then run the same command again",
+                file=sys.stderr,
+            )
             sys.exit(2)
 
     return wrapped

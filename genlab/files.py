@@ -139,4 +139,6 @@ def load_model_file(path, what, how_to_make):
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad or foreign file.
-        raise UserError(f"{what} file {path!r} is not a loadable Keras model ({type(error).__name__}: {error})") from None
+        raise UserError(
+            f"{what} file {path!r} is not a loadable Keras model ({type(error).__name__}: {error})"
+        ) from None

@@ -33,8 +33,11 @@ def frechet_distance(features_a, features_b, eps=1e-6):
     if np.iscomplexobj(covmean):
         imaginary = np.abs(covmean.imag).max()
         if imaginary > IMAGINARY_TOLERANCE * max(np.abs(covmean.real).max(), 1e-12):
-            warnings.warn(f"FID: the covariance square root has an imaginary part of {imaginary:.3g} "
-                          "(the feature sets may be too small or degenerate); the FID is unreliable", RuntimeWarning)
+            warnings.warn(
+                f"FID: the covariance square root has an imaginary part of {imaginary:.3g} "
+                "(the feature sets may be too small or degenerate); the FID is unreliable",
+                RuntimeWarning,
+            )
         covmean = covmean.real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean))
 

@@ -130,8 +130,15 @@ def save_matrix(path, matrix, xlabel, ylabel, title, labels=None):
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(n_rows):
         for j in range(n_cols):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if matrix[i, j] > threshold else "black",
+            )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -24,7 +24,9 @@ ONEDNN_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 # For a process that only runs networks forward (genlab-xray). oneDNN's kernels want weights in a
 # blocked layout of their own; with Keras's variables as weights, TensorFlow reorders every
 # weight on every call unless told the weights never change.
-INFERENCE_ONLY_ENVIRONMENT = dict(ONEDNN_ENVIRONMENT, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="1")  # Weights reordered once, kept.
+INFERENCE_ONLY_ENVIRONMENT = dict(
+    ONEDNN_ENVIRONMENT, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="1"
+)  # Weights reordered once, kept.
 
 
 def _set_before_tensorflow(variables, environ):
@@ -84,8 +86,13 @@ def has_tpu():
 def gpu_memory_gib():
     """The first GPU's memory in GiB as `nvidia-smi` reports it, or None without one."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     first = out.strip().splitlines()[:1]
@@ -94,8 +101,16 @@ def gpu_memory_gib():
 
 def tpu_install_command(tensorflow_version):
     """pip's command for TensorFlow's TPU build matching the TensorFlow this package installed."""
-    return [sys.executable, "-m", "pip", "install", "--quiet", f"tensorflow-tpu=={tensorflow_version}",
-            "--find-links", TPU_WHEELS]
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        f"tensorflow-tpu=={tensorflow_version}",
+        "--find-links",
+        TPU_WHEELS,
+    ]
 
 
 @dataclasses.dataclass
@@ -106,8 +121,13 @@ class RuntimePlan:
     notes: list
 
     def describe(self):
-        return "\n".join([f"Runtime: {self.accelerator}; Stable Diffusion in {self.xray_precision}"
-                          + (" with XLA" if self.xray_jit_compile else " without XLA")] + self.notes)
+        return "\n".join(
+            [
+                f"Runtime: {self.accelerator}; Stable Diffusion in {self.xray_precision}"
+                + (" with XLA" if self.xray_jit_compile else " without XLA")
+            ]
+            + self.notes
+        )
 
 
 def plan_runtime(accelerator, gpu_gib=None):
@@ -118,10 +138,20 @@ def plan_runtime(accelerator, gpu_gib=None):
         notes = ["The GAN, LeNet-5 and Stable Diffusion run on the GPU."]
         if not big_enough:
             size = f"{gpu_gib:.0f} GB" if gpu_gib else "of unknown size"
-            notes.append(f"The GPU is {size}: Stable Diffusion runs without XLA, which needs about "
-                         f"{XLA_MIN_GPU_GIB} GB to compile in mixed precision.")
+            notes.append(
+                f"The GPU is {size}: Stable Diffusion runs without XLA, which needs about "
+                f"{XLA_MIN_GPU_GIB} GB to compile in mixed precision."
+            )
         return RuntimePlan("gpu", "mixed_float16", big_enough, notes)
     if accelerator == "tpu":
-        return RuntimePlan("tpu", "auto", False, [
-            "The GAN trains on the TPU cores (TPUStrategy); LeNet-5 and Stable Diffusion run on the TPU VM's host CPUs."])
-    return RuntimePlan("cpu", "auto", False, ["Everything runs on the CPU; auto precision is bfloat16 where the CPU has it."])
+        return RuntimePlan(
+            "tpu",
+            "auto",
+            False,
+            [
+                "The GAN trains on the TPU cores (TPUStrategy); LeNet-5 and Stable Diffusion run on the TPU VM's host CPUs."
+            ],
+        )
+    return RuntimePlan(
+        "cpu", "auto", False, ["Everything runs on the CPU; auto precision is bfloat16 where the CPU has it."]
+    )

@@ -55,7 +55,9 @@ def save_reference_judge(model, version, record):
     """Writes a trained LeNet-5's weights and `record` as reference judge `version` (never overwrites)."""
     weights_path, record_path = reference_paths(version)
     if os.path.exists(weights_path) or os.path.exists(record_path):
-        raise UserError(f"reference judge {version} exists already; published versions are never replaced, pick a new one")
+        raise UserError(
+            f"reference judge {version} exists already; published versions are never replaced, pick a new one"
+        )
     with atomic_path(weights_path) as tmp:
         np.savez(tmp, **{f"w{i:03d}": weight for i, weight in enumerate(model.get_weights())})
     write_json(record_path, dict(record, version=version, sha256=sha256(weights_path)))

@@ -34,7 +34,9 @@ def prepare_output_dir(out_dir, overwrite):
     out_dir = os.path.abspath(out_dir)
     check_output_path(out_dir, "--output_dir")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise UserError(f"output folder {out_dir} is not empty; pass --overwrite to replace it, or choose another --output_dir")
+        raise UserError(
+            f"output folder {out_dir} is not empty; pass --overwrite to replace it, or choose another --output_dir"
+        )
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.staging-", dir=parent)
@@ -62,8 +64,15 @@ def write_sorted_images(out_dir, images_uint8, probabilities, min_confidence=0.0
         relative = f"{folder}/{index:06d}.png"
         os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
         # Written straight into the staging folder: `publish` makes the whole folder appear at once.
-        Image.fromarray(np.squeeze(image, axis=-1) if image.ndim == 3 else image, mode="L").save(os.path.join(out_dir, relative))
-        row = {"file": relative, "folder": folder, "predicted_label": int(probs.argmax()), "confidence": float(probs.max())}
+        Image.fromarray(np.squeeze(image, axis=-1) if image.ndim == 3 else image, mode="L").save(
+            os.path.join(out_dir, relative)
+        )
+        row = {
+            "file": relative,
+            "folder": folder,
+            "predicted_label": int(probs.argmax()),
+            "confidence": float(probs.max()),
+        }
         if intended_labels is not None:
             row["intended_label"] = int(intended_labels[index])
         row.update({f"p{digit}": float(p) for digit, p in enumerate(probs)})

@@ -67,11 +67,21 @@ def train(config, model_path, verbose=1):
     metrics_path, confusion_path = sidecar_paths(model_path)
     write_json(
         metrics_path,
-        {"test_accuracy": accuracy, "test_error": 1 - accuracy, "training_seconds": seconds,
-         "confusion_matrix": confusion, "config": dataclasses.asdict(config)},
+        {
+            "test_accuracy": accuracy,
+            "test_error": 1 - accuracy,
+            "training_seconds": seconds,
+            "confusion_matrix": confusion,
+            "config": dataclasses.asdict(config),
+        },
     )
-    plots.save_matrix(confusion_path, confusion, "predicted digit", "true digit",
-                      f"LeNet-5 on the MNIST test set: {accuracy:.2%} accuracy")
+    plots.save_matrix(
+        confusion_path,
+        confusion,
+        "predicted digit",
+        "true digit",
+        f"LeNet-5 on the MNIST test set: {accuracy:.2%} accuracy",
+    )
     return LeNetResult(model, accuracy, confusion, seconds, model_path)
 
 
@@ -91,7 +101,9 @@ def load_classifier(path):
     """Loads a LeNet saved by `train`, checking it fits MNIST and has the feature layer."""
     model = load_model_file(path, "classifier", "train one with genlab-train-lenet, or pass --classifier")
     if tuple(model.inputs[0].shape[1:]) != (28, 28, 1) or model.outputs[0].shape[-1] != 10:
-        raise UserError(f"{path!r} is not an MNIST classifier: it maps {model.inputs[0].shape} to {model.outputs[0].shape}")
+        raise UserError(
+            f"{path!r} is not an MNIST classifier: it maps {model.inputs[0].shape} to {model.outputs[0].shape}"
+        )
     try:
         model.get_layer(FEATURES_LAYER)
     except ValueError:

@@ -29,8 +29,17 @@ from lenet.sorting import prepare_output_dir, publish, write_sorted_images
 from lenet.train import load_classifier
 
 
-def judge_generator(generator_path, classifier_path, out_dir, count=1000, seed=0, min_confidence=0.0,
-                    overwrite=False, mnist_path="", verbose=1):
+def judge_generator(
+    generator_path,
+    classifier_path,
+    out_dir,
+    count=1000,
+    seed=0,
+    min_confidence=0.0,
+    overwrite=False,
+    mnist_path="",
+    verbose=1,
+):
     """Returns the summary dict also written to `out_dir/summary.json`."""
     check_output_path(out_dir, "--output_dir")
     generator = load_generator(generator_path)
@@ -49,7 +58,9 @@ def judge_generator(generator_path, classifier_path, out_dir, count=1000, seed=0
     # counts, judged by the same network against the same test digits, compare.
     _, test_features = judge.predict(x_test[..., None].astype("float32"), batch_size=1000, verbose=0)
     real_index = np.random.default_rng(seed).choice(len(x_train), size=min(count, len(x_train)), replace=False)
-    real_probabilities, real_features = judge.predict(x_train[real_index][..., None].astype("float32"), batch_size=1000, verbose=0)
+    real_probabilities, real_features = judge.predict(
+        x_train[real_index][..., None].astype("float32"), batch_size=1000, verbose=0
+    )
 
     rows = write_sorted_images(staging, images_uint8, sorter_probabilities, min_confidence, intended)
     summary = {
@@ -74,17 +85,36 @@ def judge_generator(generator_path, classifier_path, out_dir, count=1000, seed=0
 def _save_figures(root, images_uint8, probabilities, intended, summary):
     predicted = probabilities.argmax(axis=1)
     by_class = {digit: images_uint8[predicted == digit][:10] for digit in range(NUM_CLASSES)}
-    plots.save_labelled_grid(os.path.join(root, "samples_by_class.png"), by_class, ncols=10,
-                             title="Generated digits by LeNet's predicted label")
-    plots.save_bars(os.path.join(root, "class_histogram.png"), range(NUM_CLASSES),
-                    summary["generated"]["class_distribution"], "predicted digit (reference judge)", "share of images",
-                    "Class distribution (mode coverage)", reference=summary["real_mnist"]["class_distribution"])
-    plots.save_histogram(os.path.join(root, "confidence_histogram.png"), probabilities.max(axis=1),
-                         bins=np.linspace(0, 1, 21), xlabel="LeNet confidence (top probability)",
-                         title="How sure the sorting LeNet is about each generated digit")
+    plots.save_labelled_grid(
+        os.path.join(root, "samples_by_class.png"),
+        by_class,
+        ncols=10,
+        title="Generated digits by LeNet's predicted label",
+    )
+    plots.save_bars(
+        os.path.join(root, "class_histogram.png"),
+        range(NUM_CLASSES),
+        summary["generated"]["class_distribution"],
+        "predicted digit (reference judge)",
+        "share of images",
+        "Class distribution (mode coverage)",
+        reference=summary["real_mnist"]["class_distribution"],
+    )
+    plots.save_histogram(
+        os.path.join(root, "confidence_histogram.png"),
+        probabilities.max(axis=1),
+        bins=np.linspace(0, 1, 21),
+        xlabel="LeNet confidence (top probability)",
+        title="How sure the sorting LeNet is about each generated digit",
+    )
     if intended is not None:
-        plots.save_matrix(os.path.join(root, "confusion_matrix.png"), confusion_matrix(intended, predicted), "predicted digit", "intended digit",
-                          f"Intended vs sorted: {(predicted == intended).mean():.1%} agree")
+        plots.save_matrix(
+            os.path.join(root, "confusion_matrix.png"),
+            confusion_matrix(intended, predicted),
+            "predicted digit",
+            "intended digit",
+            f"Intended vs sorted: {(predicted == intended).mean():.1%} agree",
+        )
 
 
 def format_summary(summary):
@@ -100,8 +130,10 @@ def format_summary(summary):
     ]
     if "accuracy_vs_intended" in generated:
         rows.append(("accuracy vs intended label", "accuracy_vs_intended", "{:.1%}"))
-    lines = [f"Measured by the {summary['judge']} on {summary['count']} digits each:",
-             f"{'metric':46s} {'generated':>10s} {'real MNIST':>11s}"]
+    lines = [
+        f"Measured by the {summary['judge']} on {summary['count']} digits each:",
+        f"{'metric':46s} {'generated':>10s} {'real MNIST':>11s}",
+    ]
     for title, key, fmt in rows:
         lines.append(f"{title:46s} {fmt.format(generated[key]):>10s} {fmt.format(real[key]):>11s}")
     lines.append(f"sorter agrees with the judge on {summary['sorter_agrees_with_judge']:.1%} of the generated digits")

@@ -10,9 +10,9 @@ import sys
 
 from absl import app, flags
 
-from genlab.runtime import STRATEGIES
 from genlab.errors import exit_on_user_error
 from genlab.mnist import ENV_VAR
+from genlab.runtime import STRATEGIES
 
 
 def define_common_flags():
@@ -22,8 +22,15 @@ def define_common_flags():
         f"Local MNIST .npz in keras.datasets.mnist's layout (default: ${ENV_VAR}, else Keras's download).",
     )
     flags.DEFINE_integer("seed", 0, "Seed for weights, noise and data order: same seed, same results.", lower_bound=0)
-    flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy: auto (TPU if present, all GPUs if several, else one device), one device, all local GPUs, several workers (TF_CONFIG), or TPU.")
-    flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu (empty: this VM's own TPU, as on Colab).")
+    flags.DEFINE_enum(
+        "strategy",
+        "auto",
+        STRATEGIES,
+        "tf.distribute strategy: auto (TPU if present, all GPUs if several, else one device), one device, all local GPUs, several workers (TF_CONFIG), or TPU.",
+    )
+    flags.DEFINE_string(
+        "tpu", "", "TPU name or grpc:// address for --strategy=tpu (empty: this VM's own TPU, as on Colab)."
+    )
 
 
 def positive(name):

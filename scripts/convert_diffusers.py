@@ -16,7 +16,9 @@ from absl import flags
 from genlab.files import check_output_path
 from scripts.common_flags import run_program
 
-flags.DEFINE_string("checkpoint", None, "A diffusers checkpoint folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/).")
+flags.DEFINE_string(
+    "checkpoint", None, "A diffusers checkpoint folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/)."
+)
 flags.DEFINE_string("output_dir", None, "Where the KerasCV weight files go (created).")
 flags.mark_flags_as_required(["checkpoint", "output_dir"])
 FLAGS = flags.FLAGS
@@ -27,8 +29,10 @@ def main():
     from xray.formats.keras_cv_files import convert_checkpoint
 
     convert_checkpoint(FLAGS.checkpoint, FLAGS.output_dir)
-    print(f"Converted {FLAGS.checkpoint} into {os.path.abspath(FLAGS.output_dir)}; "
-          f"use it with: genlab-xray --weights=local --weights_path={FLAGS.output_dir}")
+    print(
+        f"Converted {FLAGS.checkpoint} into {os.path.abspath(FLAGS.output_dir)}; "
+        f"use it with: genlab-xray --weights=local --weights_path={FLAGS.output_dir}"
+    )
 
 
 def run():

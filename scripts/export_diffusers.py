@@ -40,13 +40,20 @@ def main():
     from xray.weights import load_image_encoder, load_stable_diffusion
 
     # Weights do not depend on the image size; the smallest builds fastest. Exports are float32.
-    models = load_stable_diffusion(128, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path, precision="float32",
-                                   loras=loras)
+    models = load_stable_diffusion(
+        128, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path, precision="float32", loras=loras
+    )
     image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path)
-    export_checkpoint(models, image_encoder, FLAGS.output_dir,
-                      source_checkpoint=FLAGS.weights_path if FLAGS.weights == "diffusers" else "")
-    print(f"Wrote a diffusers checkpoint of {models.weight_source} to {os.path.abspath(FLAGS.output_dir)}:\n"
-          f"  StableDiffusionPipeline.from_pretrained('{FLAGS.output_dir}')")
+    export_checkpoint(
+        models,
+        image_encoder,
+        FLAGS.output_dir,
+        source_checkpoint=FLAGS.weights_path if FLAGS.weights == "diffusers" else "",
+    )
+    print(
+        f"Wrote a diffusers checkpoint of {models.weight_source} to {os.path.abspath(FLAGS.output_dir)}:\n"
+        f"  StableDiffusionPipeline.from_pretrained('{FLAGS.output_dir}')"
+    )
 
 
 def run():

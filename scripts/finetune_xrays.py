@@ -25,37 +25,92 @@ from scripts.xray_flags import define_weight_flags
 from xray.config import DEFAULT_CAPTION_TEMPLATE, FinetuneConfig
 
 _DEFAULTS = FinetuneConfig()
-flags.DEFINE_string("data_dir", None, "Your X-rays: one sub-folder per class, or a folder with metadata.csv (file_name + text/caption/prompt).", required=True)
-flags.DEFINE_string("output_dir", "runs/xray_lora", "Where the adapters, curves, samples and checkpoints go (run again to resume).")
-flags.DEFINE_string("prompt_file", "", "Captions per class folder: the JSON/YAML prompt file genlab-xray reads (class -> prompt).")
-flags.DEFINE_string("caption_template", DEFAULT_CAPTION_TEMPLATE, "Caption of each class folder's images without --prompt_file; {class_name} is the folder's name.")
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Your X-rays: one sub-folder per class, or a folder with metadata.csv (file_name + text/caption/prompt).",
+    required=True,
+)
+flags.DEFINE_string(
+    "output_dir", "runs/xray_lora", "Where the adapters, curves, samples and checkpoints go (run again to resume)."
+)
+flags.DEFINE_string(
+    "prompt_file", "", "Captions per class folder: the JSON/YAML prompt file genlab-xray reads (class -> prompt)."
+)
+flags.DEFINE_string(
+    "caption_template",
+    DEFAULT_CAPTION_TEMPLATE,
+    "Caption of each class folder's images without --prompt_file; {class_name} is the folder's name.",
+)
 define_weight_flags()
 flags.DEFINE_integer("lora_rank", _DEFAULTS.lora_rank, "Rank of each adapter: higher learns more, in more memory.")
-flags.DEFINE_bool("lora_feed_forward", _DEFAULTS.lora_feed_forward, "Adapters on the U-Net's feed-forward layers too, not only on attention (q, k, v, out).")
+flags.DEFINE_bool(
+    "lora_feed_forward",
+    _DEFAULTS.lora_feed_forward,
+    "Adapters on the U-Net's feed-forward layers too, not only on attention (q, k, v, out).",
+)
 flags.DEFINE_bool("lora_text_encoder", _DEFAULTS.lora_text_encoder, "Adapters on the text encoder's attention too.")
-flags.DEFINE_bool("full_unet", _DEFAULTS.full_unet, "Train every U-Net weight instead of adapters (several times the memory).")
+flags.DEFINE_bool(
+    "full_unet", _DEFAULTS.full_unet, "Train every U-Net weight instead of adapters (several times the memory)."
+)
 flags.DEFINE_string("init_lora", "", "Start from these adapters (same rank and targets) instead of fresh ones.")
-flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Peak learning rate (AdamW), reached after --warmup_steps, then cosine decay.", lower_bound=0.0)
+flags.DEFINE_float(
+    "learning_rate",
+    _DEFAULTS.learning_rate,
+    "Peak learning rate (AdamW), reached after --warmup_steps, then cosine decay.",
+    lower_bound=0.0,
+)
 flags.DEFINE_integer("warmup_steps", _DEFAULTS.warmup_steps, "Updates of linear warm-up.", lower_bound=0)
 flags.DEFINE_integer("max_steps", _DEFAULTS.max_steps, "Optimizer updates in all (a multiple of --checkpoint_every).")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per batch.")
-flags.DEFINE_integer("gradient_accumulation", _DEFAULTS.gradient_accumulation, "Batches summed into each update: a larger effective batch in the same memory.")
-flags.DEFINE_float("caption_dropout", _DEFAULTS.caption_dropout, "Share of captions replaced by '' so classifier-free guidance keeps working.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer(
+    "gradient_accumulation",
+    _DEFAULTS.gradient_accumulation,
+    "Batches summed into each update: a larger effective batch in the same memory.",
+)
+flags.DEFINE_float(
+    "caption_dropout",
+    _DEFAULTS.caption_dropout,
+    "Share of captions replaced by '' so classifier-free guidance keeps working.",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
 flags.DEFINE_bool("cache_latents", _DEFAULTS.cache_latents, "Encode each image with the VAE once, not at every step.")
-flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Updates between resume points, weight files and curve updates.")
-flags.DEFINE_integer("sample_every", _DEFAULTS.sample_every, "Updates between sample rows (fixed prompts and seeds); 0 for none.", lower_bound=0)
+flags.DEFINE_integer(
+    "checkpoint_every", _DEFAULTS.checkpoint_every, "Updates between resume points, weight files and curve updates."
+)
+flags.DEFINE_integer(
+    "sample_every",
+    _DEFAULTS.sample_every,
+    "Updates between sample rows (fixed prompts and seeds); 0 for none.",
+    lower_bound=0,
+)
 flags.DEFINE_integer("sample_steps", _DEFAULTS.sample_steps, "DDIM steps of each sample image.")
-flags.DEFINE_bool("merge", False, "Also write the adapters merged into full KerasCV weight files, OUTPUT_DIR/merged, for --weights=local. "
-                  "Under a mixed --precision this keeps the frozen weights in float32 while training, about twice their memory.")
-flags.DEFINE_bool("training_kernels", _DEFAULTS.training_kernels, "Train with the project's kernels for KerasCV's "
-                  "attention, normalizations, convolutions and LoRA layers: the same functions, in less memory and time "
-                  "(xray/training/kernels). --notraining_kernels runs KerasCV's stock layers: to debug, or when a new "
-                  "Keras or KerasCV release breaks the kernels.")
-flags.DEFINE_bool("cpu_onednn", True, "On a CPU, run TensorFlow's oneDNN kernels, which it turns on by itself only on CPUs with "
-                  "AVX-512 VNNI/BF16 or AMX: attention's matrix products are much faster at 512 px. No effect on GPUs.")
+flags.DEFINE_bool(
+    "merge",
+    False,
+    "Also write the adapters merged into full KerasCV weight files, OUTPUT_DIR/merged, for --weights=local. "
+    "Under a mixed --precision this keeps the frozen weights in float32 while training, about twice their memory.",
+)
+flags.DEFINE_bool(
+    "training_kernels",
+    _DEFAULTS.training_kernels,
+    "Train with the project's kernels for KerasCV's "
+    "attention, normalizations, convolutions and LoRA layers: the same functions, in less memory and time "
+    "(xray/training/kernels). --notraining_kernels runs KerasCV's stock layers: to debug, or when a new "
+    "Keras or KerasCV release breaks the kernels.",
+)
+flags.DEFINE_bool(
+    "cpu_onednn",
+    True,
+    "On a CPU, run TensorFlow's oneDNN kernels, which it turns on by itself only on CPUs with "
+    "AVX-512 VNNI/BF16 or AMX: attention's matrix products are much faster at 512 px. No effect on GPUs.",
+)
 flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy, as genlab-train-gan's.")
 flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu.")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed for the adapters' start, data order, timesteps and noise.", lower_bound=0)
+flags.DEFINE_integer(
+    "seed", _DEFAULTS.seed, "Seed for the adapters' start, data order, timesteps and noise.", lower_bound=0
+)
 for _name in ("lora_rank", "max_steps", "batch_size", "gradient_accumulation", "checkpoint_every", "sample_steps"):
     positive(_name)
 FLAGS = flags.FLAGS
@@ -78,18 +133,29 @@ def main():
     print(f"Reading {len(examples)} images at {FLAGS.image_size} px")
     images = read_training_images(examples, FLAGS.image_size)  # Every file checked before any network is built.
     config = FinetuneConfig(
-        image_size=FLAGS.image_size, lora_rank=FLAGS.lora_rank, lora_feed_forward=FLAGS.lora_feed_forward,
-        lora_text_encoder=FLAGS.lora_text_encoder, full_unet=FLAGS.full_unet, learning_rate=FLAGS.learning_rate,
-        warmup_steps=FLAGS.warmup_steps, max_steps=FLAGS.max_steps, batch_size=FLAGS.batch_size,
-        gradient_accumulation=FLAGS.gradient_accumulation, caption_dropout=FLAGS.caption_dropout,
-        cache_latents=FLAGS.cache_latents, checkpoint_every=FLAGS.checkpoint_every, sample_every=FLAGS.sample_every,
-        sample_steps=FLAGS.sample_steps, seed=FLAGS.seed, training_kernels=FLAGS.training_kernels,
+        image_size=FLAGS.image_size,
+        lora_rank=FLAGS.lora_rank,
+        lora_feed_forward=FLAGS.lora_feed_forward,
+        lora_text_encoder=FLAGS.lora_text_encoder,
+        full_unet=FLAGS.full_unet,
+        learning_rate=FLAGS.learning_rate,
+        warmup_steps=FLAGS.warmup_steps,
+        max_steps=FLAGS.max_steps,
+        batch_size=FLAGS.batch_size,
+        gradient_accumulation=FLAGS.gradient_accumulation,
+        caption_dropout=FLAGS.caption_dropout,
+        cache_latents=FLAGS.cache_latents,
+        checkpoint_every=FLAGS.checkpoint_every,
+        sample_every=FLAGS.sample_every,
+        sample_steps=FLAGS.sample_steps,
+        seed=FLAGS.seed,
+        training_kernels=FLAGS.training_kernels,
     )
+    import keras
+
     from genlab.distribute import make_strategy
     from xray.training.finetune import finetune, write_merged
     from xray.weights import load_image_encoder, load_stable_diffusion
-
-    import keras
 
     keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
@@ -97,15 +163,32 @@ def main():
     # the whole U-Net trains (float32 master weights) or --merge will write them out (exactly).
     frozen = not (FLAGS.full_unet or FLAGS.merge)
     with strategy.scope():
-        models = load_stable_diffusion(FLAGS.image_size, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path,
-                                       precision=FLAGS.precision, check_texts=sorted({e.caption for e in examples}), frozen=frozen)
+        models = load_stable_diffusion(
+            FLAGS.image_size,
+            FLAGS.weights,
+            FLAGS.weights_path,
+            FLAGS.tokenizer_path,
+            precision=FLAGS.precision,
+            check_texts=sorted({e.caption for e in examples}),
+            frozen=frozen,
+        )
         image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path, FLAGS.precision, frozen=frozen)
-        result = finetune(models, image_encoder, examples, FLAGS.output_dir, config, init_lora=FLAGS.init_lora, images=images)
-    print(f"{result.steps} updates done ({result.seconds:.0f} s this run). Loss on the fixed probe batches: "
-          f"{result.first_probe_loss:.4f} before training, {result.last_probe_loss:.4f} now. {result.weights_file}")
+        result = finetune(
+            models, image_encoder, examples, FLAGS.output_dir, config, init_lora=FLAGS.init_lora, images=images
+        )
+    print(
+        f"{result.steps} updates done ({result.seconds:.0f} s this run). Loss on the fixed probe batches: "
+        f"{result.first_probe_loss:.4f} before training, {result.last_probe_loss:.4f} now. {result.weights_file}"
+    )
     if FLAGS.merge:
-        merged = write_merged(os.path.join(FLAGS.output_dir, "merged"), models, image_encoder, result.adapters,
-                              FLAGS.weights, FLAGS.weights_path)
+        merged = write_merged(
+            os.path.join(FLAGS.output_dir, "merged"),
+            models,
+            image_encoder,
+            result.adapters,
+            FLAGS.weights,
+            FLAGS.weights_path,
+        )
         print(f"Merged KerasCV weight files: genlab-xray --weights=local --weights_path={merged}")
     print(f"Loss curve, sample rows and history in {os.path.abspath(FLAGS.output_dir)}")
 

@@ -27,23 +27,54 @@ from xray.data.prompts import BUILTIN_PROMPTS, load_prompt_file
 
 _DEFAULTS = XrayConfig()
 flags.DEFINE_string("output_dir", "runs/xray", "The dataset folder (created; a finished run's images are reused).")
-flags.DEFINE_string("prompt_file", "", "JSON or YAML list of {class, prompt, negative_prompt?, count?} replacing the built-in prompts.")
-flags.DEFINE_integer("images_per_prompt", _DEFAULTS.images_per_prompt, "Images per class (a prompt file's `count` wins).")
+flags.DEFINE_string(
+    "prompt_file", "", "JSON or YAML list of {class, prompt, negative_prompt?, count?} replacing the built-in prompts."
+)
+flags.DEFINE_integer(
+    "images_per_prompt", _DEFAULTS.images_per_prompt, "Images per class (a prompt file's `count` wins)."
+)
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per U-Net call; does not change the images.")
 flags.DEFINE_integer("steps", _DEFAULTS.steps, "Denoising steps per image.")
-flags.DEFINE_float("guidance_scale", _DEFAULTS.guidance_scale, "Classifier-free guidance: higher follows the prompt more closely; 1 turns it off.", lower_bound=1.0)
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Run seed; each image's seed derives from it, its prompt and its index.", lower_bound=0)
-flags.DEFINE_string("negative_prompt", _DEFAULTS.negative_prompt, "What the images should not look like (a prompt file's entry wins; '' for none).")
+flags.DEFINE_float(
+    "guidance_scale",
+    _DEFAULTS.guidance_scale,
+    "Classifier-free guidance: higher follows the prompt more closely; 1 turns it off.",
+    lower_bound=1.0,
+)
+flags.DEFINE_integer(
+    "seed", _DEFAULTS.seed, "Run seed; each image's seed derives from it, its prompt and its index.", lower_bound=0
+)
+flags.DEFINE_string(
+    "negative_prompt",
+    _DEFAULTS.negative_prompt,
+    "What the images should not look like (a prompt file's entry wins; '' for none).",
+)
 define_weight_flags()
-flags.DEFINE_multi_string("lora", [], "LoRA adapters to apply, FILE or FILE:SCALE (genlab-xray-finetune's lora.safetensors, or a diffusers LoRA file); repeat to stack.")
-flags.DEFINE_bool("cpu_weight_cache", True, "On a CPU, run oneDNN's kernels, each keeping its weights in the layout it computes with: "
-                  "faster steps for one more copy of the weights in memory (about 3 GB in float32). No effect on GPUs.")
-flags.DEFINE_bool("jit_compile", False, "Compile the networks with XLA (slow first batch; faster steps on some machines).")
+flags.DEFINE_multi_string(
+    "lora",
+    [],
+    "LoRA adapters to apply, FILE or FILE:SCALE (genlab-xray-finetune's lora.safetensors, or a diffusers LoRA file); repeat to stack.",
+)
+flags.DEFINE_bool(
+    "cpu_weight_cache",
+    True,
+    "On a CPU, run oneDNN's kernels, each keeping its weights in the layout it computes with: "
+    "faster steps for one more copy of the weights in memory (about 3 GB in float32). No effect on GPUs.",
+)
+flags.DEFINE_bool(
+    "jit_compile", False, "Compile the networks with XLA (slow first batch; faster steps on some machines)."
+)
 flags.DEFINE_integer("num_shards", 1, "Split the images over this many independent jobs.")
 flags.DEFINE_integer("shard_index", 0, "Which shard this job makes, 0..num_shards-1.", lower_bound=0)
-flags.DEFINE_string("real", "", "A folder of real X-rays, one sub-folder per class: the finished dataset is then judged against it (genlab-xray-judge's defaults).")
+flags.DEFINE_string(
+    "real",
+    "",
+    "A folder of real X-rays, one sub-folder per class: the finished dataset is then judged against it (genlab-xray-judge's defaults).",
+)
 flags.DEFINE_string("judge_dir", "", "Where the judge's report goes (default: OUTPUT_DIR_judge, beside the dataset).")
-flags.DEFINE_bool("merge", False, "Only rebuild metadata.csv and sample_grid.png from the PNGs in --output_dir (after sharded runs).")
+flags.DEFINE_bool(
+    "merge", False, "Only rebuild metadata.csv and sample_grid.png from the PNGs in --output_dir (after sharded runs)."
+)
 for _name in ("images_per_prompt", "batch_size", "steps", "num_shards"):
     positive(_name)
 FLAGS = flags.FLAGS
@@ -57,12 +88,19 @@ def main():
         if not os.path.isdir(out):
             raise UserError(f"--output_dir={out!r} does not exist; point --merge at the shards' dataset folder")
         rows = dataset.write_index(out)
-        print(f"Indexed {len(rows)} images: {os.path.join(out, dataset.METADATA_FILE)}, {os.path.join(out, dataset.GRID_FILE)}")
+        print(
+            f"Indexed {len(rows)} images: {os.path.join(out, dataset.METADATA_FILE)}, {os.path.join(out, dataset.GRID_FILE)}"
+        )
         return
     config = XrayConfig(
-        images_per_prompt=FLAGS.images_per_prompt, batch_size=FLAGS.batch_size, steps=FLAGS.steps,
-        guidance_scale=FLAGS.guidance_scale, seed=FLAGS.seed, negative_prompt=FLAGS.negative_prompt,
-        num_shards=FLAGS.num_shards, shard_index=FLAGS.shard_index,
+        images_per_prompt=FLAGS.images_per_prompt,
+        batch_size=FLAGS.batch_size,
+        steps=FLAGS.steps,
+        guidance_scale=FLAGS.guidance_scale,
+        seed=FLAGS.seed,
+        negative_prompt=FLAGS.negative_prompt,
+        num_shards=FLAGS.num_shards,
+        shard_index=FLAGS.shard_index,
     )
     dataset.shard([], config.num_shards, config.shard_index)  # Checks the shard flags before any work.
     check_output_path(out, "--output_dir")
@@ -74,34 +112,61 @@ def main():
         check_output_path(judge_dir, "--judge_dir")
     class_prompts = load_prompt_file(FLAGS.prompt_file) if FLAGS.prompt_file else BUILTIN_PROMPTS
     loras = [parse_lora(value) for value in FLAGS.lora]
-    judge_environment = dict(os.environ)  # The judge trains, so it runs in a process of its own with the user's settings.
+    judge_environment = dict(
+        os.environ
+    )  # The judge trains, so it runs in a process of its own with the user's settings.
     keep_torch_out()  # These two before KerasCV and TensorFlow load, which the next imports do.
     if FLAGS.cpu_weight_cache:
         use_inference_only_kernels()
     import keras
 
-    from xray.generation.generate import generate_dataset  # TensorFlow loads only now, once the cheap checks have passed.
+    from xray.generation.generate import (
+        generate_dataset,
+    )  # TensorFlow loads only now, once the cheap checks have passed.
     from xray.weights import load_stable_diffusion
 
     keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.
-    texts = {config.negative_prompt} | {p.prompt for p in class_prompts} | {p.negative_prompt for p in class_prompts if p.negative_prompt}
+    texts = (
+        {config.negative_prompt}
+        | {p.prompt for p in class_prompts}
+        | {p.negative_prompt for p in class_prompts if p.negative_prompt}
+    )
     models = load_stable_diffusion(
-        FLAGS.image_size, FLAGS.weights, FLAGS.weights_path, FLAGS.tokenizer_path,
-        precision=FLAGS.precision, jit_compile=FLAGS.jit_compile, check_texts=sorted(texts), loras=loras,
+        FLAGS.image_size,
+        FLAGS.weights,
+        FLAGS.weights_path,
+        FLAGS.tokenizer_path,
+        precision=FLAGS.precision,
+        jit_compile=FLAGS.jit_compile,
+        check_texts=sorted(texts),
+        loras=loras,
     )
     os.makedirs(out, exist_ok=True)
     result = generate_dataset(models, class_prompts, config, out)
-    print(f"Made {result.made} images in {result.seconds:.0f} s ({result.skipped} were already done) in {os.path.abspath(out)}.")
+    print(
+        f"Made {result.made} images in {result.seconds:.0f} s ({result.skipped} were already done) in {os.path.abspath(out)}."
+    )
     if result.indexed:
         print(f"  {dataset.METADATA_FILE} (one row per image) and {dataset.GRID_FILE} (a few images per class).")
         if FLAGS.real:
             print("Judging the dataset against --real (genlab-xray-judge's defaults):", flush=True)
-            judged = subprocess.run([sys.executable, "-m", "scripts.judge_xrays", f"--real={FLAGS.real}",
-                                     f"--synthetic={out}", f"--output_dir={judge_dir}"], env=judge_environment)
+            judged = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "scripts.judge_xrays",
+                    f"--real={FLAGS.real}",
+                    f"--synthetic={out}",
+                    f"--output_dir={judge_dir}",
+                ],
+                env=judge_environment,
+            )
             if judged.returncode:
                 raise SystemExit(judged.returncode)  # The judge has said why in one line.
     else:
-        print(f"  Shard {config.shard_index + 1} of {config.num_shards} done; when all are, run: genlab-xray --merge --output_dir={out}")
+        print(
+            f"  Shard {config.shard_index + 1} of {config.num_shards} done; when all are, run: genlab-xray --merge --output_dir={out}"
+        )
 
 
 def run():

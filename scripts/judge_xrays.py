@@ -19,18 +19,48 @@ from scripts.common_flags import positive, run_program
 from xray.config import BACKBONES, JudgeConfig
 
 _DEFAULTS = JudgeConfig()
-flags.DEFINE_string("real", None, "Folder of real X-rays, one sub-folder per class: trains and tests the judge.", required=True)
-flags.DEFINE_string("synthetic", None, "Folder of synthetic X-rays to judge, one sub-folder per class (genlab-xray's --output_dir).", required=True)
+flags.DEFINE_string(
+    "real", None, "Folder of real X-rays, one sub-folder per class: trains and tests the judge.", required=True
+)
+flags.DEFINE_string(
+    "synthetic",
+    None,
+    "Folder of synthetic X-rays to judge, one sub-folder per class (genlab-xray's --output_dir).",
+    required=True,
+)
 flags.DEFINE_string("output_dir", "runs/xray_judge", "Where the summary, per-image CSV, figures and classifier go.")
-flags.DEFINE_string("classifier", "", "A classifier.keras saved by an earlier run (classifier.json beside it): reused, not retrained.")
-flags.DEFINE_enum("backbone", _DEFAULTS.backbone, BACKBONES, "The judge: a small CNN trained from scratch, or a frozen ImageNet backbone from keras.applications with a new head.")
-flags.DEFINE_string("backbone_weights", _DEFAULTS.backbone_weights, "'imagenet' (Keras downloads them) or a local weights file for the backbone without its top, for offline machines.")
-flags.DEFINE_integer("image_size", _DEFAULTS.image_size, "The classifier's input size: every image is centre-cropped and resized to it.")
-flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs, for the judge and for the train-on-synthetic classifier alike.")
+flags.DEFINE_string(
+    "classifier", "", "A classifier.keras saved by an earlier run (classifier.json beside it): reused, not retrained."
+)
+flags.DEFINE_enum(
+    "backbone",
+    _DEFAULTS.backbone,
+    BACKBONES,
+    "The judge: a small CNN trained from scratch, or a frozen ImageNet backbone from keras.applications with a new head.",
+)
+flags.DEFINE_string(
+    "backbone_weights",
+    _DEFAULTS.backbone_weights,
+    "'imagenet' (Keras downloads them) or a local weights file for the backbone without its top, for offline machines.",
+)
+flags.DEFINE_integer(
+    "image_size", _DEFAULTS.image_size, "The classifier's input size: every image is centre-cropped and resized to it."
+)
+flags.DEFINE_integer(
+    "epochs", _DEFAULTS.epochs, "Training epochs, for the judge and for the train-on-synthetic classifier alike."
+)
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per training and prediction batch.")
-flags.DEFINE_float("holdout_fraction", _DEFAULTS.holdout_fraction, "Share of each real class held out to test the classifiers.", lower_bound=0.05, upper_bound=0.5)
+flags.DEFINE_float(
+    "holdout_fraction",
+    _DEFAULTS.holdout_fraction,
+    "Share of each real class held out to test the classifiers.",
+    lower_bound=0.05,
+    upper_bound=0.5,
+)
 flags.DEFINE_bool("tstr", _DEFAULTS.tstr, "Also train on the synthetic set and test on real (a second training run).")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed for the split, the classifiers and the FID/KID samples.", lower_bound=0)
+flags.DEFINE_integer(
+    "seed", _DEFAULTS.seed, "Seed for the split, the classifiers and the FID/KID samples.", lower_bound=0
+)
 for _name in ("image_size", "epochs", "batch_size"):
     positive(_name)
 FLAGS = flags.FLAGS
@@ -40,12 +70,21 @@ def main():
     check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads.
     from xray.judging.judge import format_summary, judge_dataset
 
-    config = JudgeConfig(image_size=FLAGS.image_size, backbone=FLAGS.backbone, backbone_weights=FLAGS.backbone_weights,
-                         epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, holdout_fraction=FLAGS.holdout_fraction,
-                         tstr=FLAGS.tstr, seed=FLAGS.seed)
+    config = JudgeConfig(
+        image_size=FLAGS.image_size,
+        backbone=FLAGS.backbone,
+        backbone_weights=FLAGS.backbone_weights,
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        holdout_fraction=FLAGS.holdout_fraction,
+        tstr=FLAGS.tstr,
+        seed=FLAGS.seed,
+    )
     summary = judge_dataset(FLAGS.real, FLAGS.synthetic, FLAGS.output_dir, config, classifier_path=FLAGS.classifier)
     print(format_summary(summary))
-    print(f"summary.json, predictions.csv, confusion_matrix.png, convincing.png and metrics.png in {os.path.abspath(FLAGS.output_dir)}")
+    print(
+        f"summary.json, predictions.csv, confusion_matrix.png, convincing.png and metrics.png in {os.path.abspath(FLAGS.output_dir)}"
+    )
 
 
 def run():

@@ -16,7 +16,9 @@ from lenet.config import LeNetConfig
 from scripts.common_flags import define_common_flags, run_program
 
 define_common_flags()
-flags.DEFINE_string("version", None, "The version to write, e.g. v2; published versions are never replaced (lenet/reference.py).")
+flags.DEFINE_string(
+    "version", None, "The version to write, e.g. v2; published versions are never replaced (lenet/reference.py)."
+)
 flags.mark_flag_as_required("version")
 FLAGS = flags.FLAGS
 
@@ -32,10 +34,17 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         result = train(config, f"{tmp}/lenet.keras")
     config_record = dict(dataclasses.asdict(config), mnist_path="")  # A local path means nothing to others.
-    record = {"test_accuracy": result.test_accuracy, "config": config_record, "keras_version": keras.__version__,
-              "tensorflow_version": tf.__version__, "machine": platform.processor() or platform.machine()}
+    record = {
+        "test_accuracy": result.test_accuracy,
+        "config": config_record,
+        "keras_version": keras.__version__,
+        "tensorflow_version": tf.__version__,
+        "machine": platform.processor() or platform.machine(),
+    }
     weights_path, record_path = reference.save_reference_judge(result.model, FLAGS.version, record)
-    print(f"Reference judge {FLAGS.version}: {result.test_accuracy:.2%} MNIST test accuracy\n  {weights_path}\n  {record_path}")
+    print(
+        f"Reference judge {FLAGS.version}: {result.test_accuracy:.2%} MNIST test accuracy\n  {weights_path}\n  {record_path}"
+    )
 
 
 def run():

@@ -25,10 +25,14 @@ define_common_flags()
 define_gan_flags(prefix="gan_")
 flags.FLAGS.set_default("gan_epochs", 8)  # The whole lab in one sitting; train longer with genlab-train-gan.
 flags.DEFINE_string("output_dir", "runs/lab", "Folder for everything the lab writes.")
-flags.DEFINE_string("classifier", "", "An existing LeNet .keras to reuse (default: OUTPUT_DIR/lenet/lenet.keras, trained if absent).")
+flags.DEFINE_string(
+    "classifier", "", "An existing LeNet .keras to reuse (default: OUTPUT_DIR/lenet/lenet.keras, trained if absent)."
+)
 flags.DEFINE_integer("lenet_epochs", LeNetConfig.epochs, "LeNet training epochs.", lower_bound=1)
 flags.DEFINE_integer("count", 1000, "Digits to generate and sort.", lower_bound=1)
-flags.DEFINE_float("min_confidence", 0.0, "Digits LeNet is less sure of go to sorted/uncertain.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float(
+    "min_confidence", 0.0, "Digits LeNet is less sure of go to sorted/uncertain.", lower_bound=0.0, upper_bound=1.0
+)
 FLAGS = flags.FLAGS
 
 
@@ -51,18 +55,32 @@ def main():
         print(f"== 2/3 Reusing the trained LeNet at {classifier}")
     else:
         print("== 2/3 Training LeNet-5")
-        lenet_config = dataclasses.replace(LeNetConfig(), epochs=FLAGS.lenet_epochs, seed=FLAGS.seed, mnist_path=FLAGS.mnist_path)
+        lenet_config = dataclasses.replace(
+            LeNetConfig(), epochs=FLAGS.lenet_epochs, seed=FLAGS.seed, mnist_path=FLAGS.mnist_path
+        )
         result = train_lenet(lenet_config, classifier)
         print(f"LeNet-5 test accuracy: {result.test_accuracy:.2%}")
 
     print("== 3/3 Generating, classifying and sorting")
     sorted_dir = os.path.join(out, "sorted")
-    summary = judge_generator(os.path.join(gan_dir, "generator.keras"), classifier, sorted_dir, count=FLAGS.count,
-                              seed=FLAGS.seed, min_confidence=FLAGS.min_confidence, overwrite=True, mnist_path=FLAGS.mnist_path)
+    summary = judge_generator(
+        os.path.join(gan_dir, "generator.keras"),
+        classifier,
+        sorted_dir,
+        count=FLAGS.count,
+        seed=FLAGS.seed,
+        min_confidence=FLAGS.min_confidence,
+        overwrite=True,
+        mnist_path=FLAGS.mnist_path,
+    )
     print(format_summary(summary))
     print(f"\nEverything is in {os.path.abspath(out)}:")
-    print("  gan/samples.gif, gan/loss_curves.png   how training went\n  lenet/                                 the judge and its confusion matrix")
-    print("  sorted/0..9, sorted/predictions.csv    the generated digits by label\n  sorted/summary.json, sorted/*.png      quality metrics and figures")
+    print(
+        "  gan/samples.gif, gan/loss_curves.png   how training went\n  lenet/                                 the judge and its confusion matrix"
+    )
+    print(
+        "  sorted/0..9, sorted/predictions.csv    the generated digits by label\n  sorted/summary.json, sorted/*.png      quality metrics and figures"
+    )
 
 
 def run():

@@ -29,9 +29,13 @@ def main():
     config = gan_config_from_flags(FLAGS)
     result = train(config, FLAGS.output_dir, files={"flags.txt": flagfile_text(FLAGS)})
     if not is_chief():
-        print(f"Worker done: trained {result.epochs_done} epochs in {result.seconds:.0f} s; the chief wrote the outputs.")
+        print(
+            f"Worker done: trained {result.epochs_done} epochs in {result.seconds:.0f} s; the chief wrote the outputs."
+        )
         return
-    print(f"Trained {result.epochs_done} epochs in {result.seconds:.0f} s. Outputs in {os.path.abspath(FLAGS.output_dir)}:")
+    print(
+        f"Trained {result.epochs_done} epochs in {result.seconds:.0f} s. Outputs in {os.path.abspath(FLAGS.output_dir)}:"
+    )
     print("  generator.keras, samples/ and samples.gif, loss_curves.png, history.csv, tensorboard/")
 
 

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-
 from helpers.checks import SHARED_DATA, skip_or_fail
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,6 +17,7 @@ os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 if sys.platform == "linux":
     M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h.
     ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
 
 def pytest_collection_modifyitems(items):
     """The bridge's parity module runs last. TensorFlow keeps what a network's graph functions

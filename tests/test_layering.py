@@ -5,7 +5,6 @@ import ast
 import os
 
 import pytest
-
 from helpers.checks import REPO
 
 PACKAGES = ("genlab", "gan", "lenet", "xray", "mnist_lab", "scripts")
@@ -106,7 +105,7 @@ def test_no_import_cycles():
     done, path = set(), []
 
     def visit(module):
-        assert module not in path, "import cycle: " + " -> ".join(path[path.index(module):] + [module])
+        assert module not in path, "import cycle: " + " -> ".join(path[path.index(module) :] + [module])
         if module in done:
             return
         path.append(module)

@@ -11,10 +11,10 @@ import zipfile
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from helpers.checks import REPO
 from helpers.image_folders import make_noise_folder
+from nbclient import NotebookClient
+
 from xray.data.prompts import BUILTIN_PROMPTS
 
 NOTEBOOK = os.path.join(REPO, "notebooks", "labs.ipynb")
@@ -47,7 +47,9 @@ def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_pat
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
 
     # Raises CellExecutionError, naming the cell, if any cell fails.
-    NotebookClient(notebook, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
 
     work = tmp_path / "runs" / "colab"
     with open(work / "sorted" / "summary.json") as f:

@@ -64,4 +64,6 @@ class FinetuneConfig:
     sample_every: int = 100  # Updates between sample grids; 0 for none.
     sample_steps: int = 20  # DDIM steps of each sample image.
     seed: int = 0
-    training_kernels: bool = True  # xray.training.kernels in place of KerasCV's stock layers (same functions, less memory).
+    training_kernels: bool = (
+        True  # xray.training.kernels in place of KerasCV's stock layers (same functions, less memory).
+    )

@@ -16,19 +16,25 @@ import os
 import h5py
 import keras
 import tensorflow as tf
+
 # KerasCV exports none of Stable Diffusion's layers: keras_cv.src, held by setup.py's keras-cv==0.9.0 pin
 # (tests/test_private_apis.py).
 from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 
 from genlab.errors import UserError
-from xray.formats.diffusers import open_checkpoint, use_diffusers_numerics
 from xray.config import PRECISIONS, TOKENIZER_ENV_VAR, WEIGHT_SOURCES
-from xray.formats.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE, load_keras_cv_weights, read_conversion
+from xray.formats.diffusers import open_checkpoint, use_diffusers_numerics
+from xray.formats.keras_cv_files import (
+    IMAGE_ENCODER_FILE,
+    KERAS_CV_FILES,
+    TOKENIZER_FILE,
+    load_keras_cv_weights,
+    read_conversion,
+)
 from xray.formats.lora_file import describe as describe_lora
 from xray.formats.lora_file import merge_adapters, read_adapters
 from xray.sd.networks import IMAGE_ENCODER, NETWORKS, build_network
 from xray.sd.sampler import NoiseSchedule, tokenize
-
 
 # KerasCV 0.9.0's download addresses (its constructors hold them inline).
 _HF = "https://huggingface.co/fchollet/stable-diffusion/resolve/main/"
@@ -61,8 +67,17 @@ class StableDiffusionModels:
         return self.weight_source.startswith("random")
 
 
-def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", tokenizer_path="",
-                          precision="auto", jit_compile=False, check_texts=(), loras=(), frozen=False):
+def load_stable_diffusion(
+    image_size,
+    weights="keras_cv",
+    weights_path="",
+    tokenizer_path="",
+    precision="auto",
+    jit_compile=False,
+    check_texts=(),
+    loras=(),
+    frozen=False,
+):
     """Builds KerasCV's Stable Diffusion v1 networks at `image_size` pixels with weights from `weights`.
 
     `loras` are (LoRA file, scale) pairs, merged into the weights once loaded. Files are found
@@ -71,7 +86,9 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
     own weights will train (`xray.sd.networks.build_network`).
     """
     if image_size <= 0 or image_size % 128:
-        raise UserError(f"--image_size={image_size} is not a positive multiple of 128 (the U-Net halves it 3 times, the VAE 3 times more); try 256 or 512")
+        raise UserError(
+            f"--image_size={image_size} is not a positive multiple of 128 (the U-Net halves it 3 times, the VAE 3 times more); try 256 or 512"
+        )
     if precision not in PRECISIONS:
         raise UserError(f"--precision={precision!r} is not one of {', '.join(PRECISIONS)}")
     precision = resolve_precision(precision)
@@ -87,7 +104,11 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
         if conversion and not tokenizer_path and os.path.isfile(os.path.join(weights_path, TOKENIZER_FILE)):
             tokenizer_path = os.path.join(weights_path, TOKENIZER_FILE)
         tokenizer = load_tokenizer(tokenizer_path)
-        schedule = NoiseSchedule.from_diffusers_config(conversion["scheduler"], weights_path) if conversion else NoiseSchedule.keras_cv()
+        schedule = (
+            NoiseSchedule.from_diffusers_config(conversion["scheduler"], weights_path)
+            if conversion
+            else NoiseSchedule.keras_cv()
+        )
         numerics = conversion["numerics"] if conversion else "keras_cv"
         weight_source = {
             "keras_cv": "keras_cv (Stable Diffusion v1.4, KerasCV download)",
@@ -113,7 +134,9 @@ def load_stable_diffusion(image_size, weights="keras_cv", weights_path="", token
         merge_adapters(networks, path, scale)
     for network in networks.values():
         network.compile(jit_compile=jit_compile)
-    return StableDiffusionModels(tokenizer, *networks.values(), weight_source, schedule, image_size, precision, numerics)
+    return StableDiffusionModels(
+        tokenizer, *networks.values(), weight_source, schedule, image_size, precision, numerics
+    )
 
 
 def load_image_encoder(weights="keras_cv", weights_path="", precision="float32", frozen=False):
@@ -128,8 +151,10 @@ def load_image_encoder(weights="keras_cv", weights_path="", precision="float32",
     elif weights == "local":
         path = os.path.join(weights_path, name)
         if not os.path.isfile(path):
-            raise UserError(f"--weights_path={weights_path!r} lacks {name}, the VAE encoder fine-tuning needs; copy KerasCV's "
-                            "file there, or convert a diffusers checkpoint again with genlab-convert-diffusers")
+            raise UserError(
+                f"--weights_path={weights_path!r} lacks {name}, the VAE encoder fine-tuning needs; copy KerasCV's "
+                "file there, or convert a diffusers checkpoint again with genlab-convert-diffusers"
+            )
         _load_keras_cv_file(network, path)
         if (read_conversion(weights_path) or {}).get("numerics") == "diffusers":
             use_diffusers_numerics(IMAGE_ENCODER, network)
@@ -164,17 +189,25 @@ def find_weight_files(weights, weights_path):
     if weights == "random":
         return None
     if weights == "keras_cv":
-        return {network: _download(_HF + name, name, file_hash) for network, (name, file_hash) in KERAS_CV_FILES.items()}
+        return {
+            network: _download(_HF + name, name, file_hash) for network, (name, file_hash) in KERAS_CV_FILES.items()
+        }
     if weights == "local":
         if not weights_path or not os.path.isdir(weights_path):
-            raise UserError(f"--weights=local needs --weights_path=DIR, a folder with {', '.join(n for n, _ in KERAS_CV_FILES.values())}; {weights_path!r} is not a folder")
+            raise UserError(
+                f"--weights=local needs --weights_path=DIR, a folder with {', '.join(n for n, _ in KERAS_CV_FILES.values())}; {weights_path!r} is not a folder"
+            )
         paths = {network: os.path.join(weights_path, name) for network, (name, _) in KERAS_CV_FILES.items()}
         missing = [os.path.basename(p) for p in paths.values() if not os.path.isfile(p)]
         if missing:
-            raise UserError(f"--weights_path={weights_path!r} lacks {', '.join(missing)}; copy KerasCV's files there, or write them from a diffusers checkpoint with genlab-convert-diffusers")
+            raise UserError(
+                f"--weights_path={weights_path!r} lacks {', '.join(missing)}; copy KerasCV's files there, or write them from a diffusers checkpoint with genlab-convert-diffusers"
+            )
         not_hdf5 = [os.path.basename(p) for p in paths.values() if not h5py.is_hdf5(p)]
         if not_hdf5:
-            raise UserError(f"--weights_path={weights_path!r}: {', '.join(not_hdf5)} is not an HDF5 weight file; replace it with KerasCV's file")
+            raise UserError(
+                f"--weights_path={weights_path!r}: {', '.join(not_hdf5)} is not an HDF5 weight file; replace it with KerasCV's file"
+            )
         return paths
     raise UserError(f"--weights={weights!r} is not one of {', '.join(WEIGHT_SOURCES)}")
 
@@ -183,25 +216,37 @@ def load_tokenizer(tokenizer_path=""):
     """CLIP's BPE tokenizer: from `tokenizer_path`, `$CLIP_BPE_PATH`, else KerasCV's download."""
     path = tokenizer_path or os.environ.get(TOKENIZER_ENV_VAR, "")
     if path and not os.path.isfile(path):
-        raise UserError(f"CLIP BPE file {path!r} does not exist; pass --tokenizer_path={TOKENIZER_FILE} or set {TOKENIZER_ENV_VAR}")
+        raise UserError(
+            f"CLIP BPE file {path!r} does not exist; pass --tokenizer_path={TOKENIZER_FILE} or set {TOKENIZER_ENV_VAR}"
+        )
     if not path:
-        path = _download(CLIP_BPE_URL, TOKENIZER_FILE, CLIP_BPE_HASH,
-                         help=f"pass --tokenizer_path={TOKENIZER_FILE} or set {TOKENIZER_ENV_VAR} on a machine without internet")
+        path = _download(
+            CLIP_BPE_URL,
+            TOKENIZER_FILE,
+            CLIP_BPE_HASH,
+            help=f"pass --tokenizer_path={TOKENIZER_FILE} or set {TOKENIZER_ENV_VAR} on a machine without internet",
+        )
     try:
         return SimpleTokenizer(path)
     except (OSError, EOFError, UnicodeDecodeError) as error:
-        raise UserError(f"CLIP BPE file {path!r} is not the gzipped merges file ({error}); use {TOKENIZER_FILE}") from None
+        raise UserError(
+            f"CLIP BPE file {path!r} is not the gzipped merges file ({error}); use {TOKENIZER_FILE}"
+        ) from None
 
 
 def _load_keras_cv_file(network, path):
     try:
         load_keras_cv_weights(network, path)
     except Exception as error:  # h5py and Keras raise many types for a foreign or truncated file.
-        raise UserError(f"weight file {path!r} does not fit KerasCV's {network.name} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); is it the right file?") from None
+        raise UserError(
+            f"weight file {path!r} does not fit KerasCV's {network.name} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); is it the right file?"
+        ) from None
 
 
 def _download(url, name, file_hash, help=_OFFLINE_HELP):
     try:
         return keras.utils.get_file(name, url, file_hash=file_hash)
     except Exception as error:  # urllib raises URLError, HTTPError, socket errors, ValueError for a bad hash.
-        raise UserError(f"could not download {name} ({type(error).__name__}: {str(error).splitlines()[0][:120]}); {help}") from None
+        raise UserError(
+            f"could not download {name} ({type(error).__name__}: {str(error).splitlines()[0][:120]}); {help}"
+        ) from None

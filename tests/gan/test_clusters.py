@@ -11,7 +11,7 @@ def _three_blobs(per_blob=40):
     rng = np.random.default_rng(0)
     images = rng.normal(0, 0.05, (3 * per_blob, 28, 28, 1)).astype("float32")
     images[:per_blob, :10, :10] += 1
-    images[per_blob:2 * per_blob, 18:, 18:] += 1
+    images[per_blob : 2 * per_blob, 18:, 18:] += 1
     return images, np.repeat(np.arange(3), per_blob)
 
 
@@ -40,7 +40,9 @@ def test_cluster_from_noise_follows_the_shares_and_the_noise():
     assert clusters.dtype == np.int32
     np.testing.assert_allclose(np.bincount(clusters, minlength=4) / len(clusters), shares, atol=0.015)
     # Only the first noise value decides: the median (0) is the border of the first half.
-    np.testing.assert_array_equal(ClusterFromNoise(shares)(np.array([[-0.01, 5.0], [0.01, -5.0]], "float32")).numpy(), [0, 2])
+    np.testing.assert_array_equal(
+        ClusterFromNoise(shares)(np.array([[-0.01, 5.0], [0.01, -5.0]], "float32")).numpy(), [0, 2]
+    )
 
 
 def test_cluster_sampler_takes_noise_alone_and_survives_saving(tmp_path):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from gan.callbacks import latest_checkpoint, read_history
+from gan.config import TrainConfig
 from gan.model import build_networks
 from gan.sampling import load_generator, sample_digits
-from gan.config import TrainConfig
 from gan.train import fixed_noise, train
 from genlab.errors import UserError
 
@@ -31,7 +31,15 @@ def test_a_few_epochs_on_real_digits_learn_their_look(mnist_path, tmp_path):
     # An untrained generator's tanh outputs sit near 0 (grey); MNIST is ~80% black (-1)
     # background. After a few epochs on 2,000 real digits, fakes must have learned that.
     # No clusters: 2,000 digits make 20 per cluster, which the discriminator learns by heart.
-    config = tiny_config(mnist_path, epochs=4, num_train_images=2000, batch_size=64, d_learning_rate=5e-4, g_learning_rate=5e-4, clusters=0)
+    config = tiny_config(
+        mnist_path,
+        epochs=4,
+        num_train_images=2000,
+        batch_size=64,
+        d_learning_rate=5e-4,
+        g_learning_rate=5e-4,
+        clusters=0,
+    )
     untrained, _ = sample_digits(build_networks("default", 16)[0], 500)
     result = train(config, str(tmp_path), verbose=0)
     trained, _ = sample_digits(result.generator, 500)
@@ -40,7 +48,9 @@ def test_a_few_epochs_on_real_digits_learn_their_look(mnist_path, tmp_path):
     history = result.history
     assert [int(row["epoch"]) for row in history] == [1, 2, 3, 4]
     # The discriminator no longer wins as easily as in its first epoch.
-    assert float(history[-1]["g_loss"]) > float(history[0]["g_loss"]) or float(history[-1]["d_fake"]) > float(history[0]["d_fake"])
+    assert float(history[-1]["g_loss"]) > float(history[0]["g_loss"]) or float(history[-1]["d_fake"]) > float(
+        history[0]["d_fake"]
+    )
 
 
 @pytest.mark.slow
@@ -50,7 +60,10 @@ def test_same_seed_same_fixed_noise_grid(mnist_path, tmp_path):
     second = train(config, str(tmp_path / "b"), verbose=0)
     noise, _ = fixed_noise(config)
     np.testing.assert_array_equal(first.generator.predict(noise, verbose=0), second.generator.predict(noise, verbose=0))
-    with open(tmp_path / "a" / "samples" / "epoch_0001.png", "rb") as a, open(tmp_path / "b" / "samples" / "epoch_0001.png", "rb") as b:
+    with (
+        open(tmp_path / "a" / "samples" / "epoch_0001.png", "rb") as a,
+        open(tmp_path / "b" / "samples" / "epoch_0001.png", "rb") as b,
+    ):
         assert a.read() == b.read()
     other = train(dataclasses.replace(config, seed=4), str(tmp_path / "c"), verbose=0)
     assert not np.array_equal(first.generator.predict(noise, verbose=0), other.generator.predict(noise, verbose=0))
@@ -166,7 +179,10 @@ def test_only_the_chief_writes(monkeypatch):
     assert is_chief()
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
     assert not is_chief()
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": dict(cluster, chief=["localhost:3"]), "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps({"cluster": dict(cluster, chief=["localhost:3"]), "task": {"type": "worker", "index": 0}}),
+    )
     assert not is_chief()
 
 
@@ -180,7 +196,9 @@ def test_auto_strategy_follows_the_runtime(monkeypatch, capsys):
     from genlab import distribute, runtime
 
     def detected(device_files, gpus, tpu_name=None):
-        monkeypatch.setattr(runtime.glob, "glob", lambda pattern: [p for p in device_files if p.startswith(pattern[:9])])
+        monkeypatch.setattr(
+            runtime.glob, "glob", lambda pattern: [p for p in device_files if p.startswith(pattern[:9])]
+        )
         monkeypatch.setattr(distribute.tf.config, "list_physical_devices", lambda kind: gpus if kind == "GPU" else [])
         if tpu_name:
             monkeypatch.setenv("TPU_NAME", tpu_name)
@@ -199,8 +217,10 @@ def test_auto_strategy_follows_the_runtime(monkeypatch, capsys):
     # A TPU runtime whose TensorFlow cannot reach the TPU (Colab's, when the TPU build is missing):
     # auto trains on the host's CPUs and says so, where --strategy=tpu stops with one line.
     detected(["/dev/vfio/0"], [])
+
     def no_tpu(**kwargs):
         raise ValueError("no TPU found")
+
     monkeypatch.setattr(distribute.tf.distribute.cluster_resolver, "TPUClusterResolver", no_tpu)
     assert distribute.make_strategy("auto").num_replicas_in_sync == 1
     assert "training on this machine's CPUs instead" in capsys.readouterr().err

@@ -45,15 +45,23 @@ def test_a_published_folder_gets_the_mode_mkdir_gives(tmp_path, umask):
 def test_csv_keeps_commas_quotes_and_newlines_and_fills_missing_columns(tmp_path):
     rows = [{"file": "a.png", "prompt": 'X-ray, "lateral" view'}, {"file": "b.png", "prompt": "two\nlines", "seed": 3}]
     write_csv(tmp_path / "t.csv", rows)
-    assert read_csv(tmp_path / "t.csv") == [{"file": "a.png", "prompt": 'X-ray, "lateral" view', "seed": ""},
-                                            {"file": "b.png", "prompt": "two\nlines", "seed": "3"}]
+    assert read_csv(tmp_path / "t.csv") == [
+        {"file": "a.png", "prompt": 'X-ray, "lateral" view', "seed": ""},
+        {"file": "b.png", "prompt": "two\nlines", "seed": "3"},
+    ]
     assert read_csv(tmp_path / "missing.csv") == []
 
 
-@pytest.mark.parametrize("error, words", [
-    (OSError(errno.ENOSPC, "No space left on device", "/data/out/x.png"), "the disk is full writing /data/out/x.png"),
-    (PermissionError(errno.EACCES, "Permission denied", "/data/out"), "no permission writing /data/out"),
-])
+@pytest.mark.parametrize(
+    "error, words",
+    [
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/data/out/x.png"),
+            "the disk is full writing /data/out/x.png",
+        ),
+        (PermissionError(errno.EACCES, "Permission denied", "/data/out"), "no permission writing /data/out"),
+    ],
+)
 def test_a_full_disk_or_a_permission_error_is_one_line(capsys, error, words):
     def main(argv):
         raise error

@@ -38,8 +38,13 @@ def test_wrong_keys(tmp_path):
 
 def test_wrong_shape(tmp_path):
     path = tmp_path / "shape.npz"
-    np.savez(path, x_train=np.zeros((3, 32, 32), np.uint8), y_train=np.zeros(3, np.uint8),
-             x_test=np.zeros((3, 28, 28), np.uint8), y_test=np.zeros(3, np.uint8))
+    np.savez(
+        path,
+        x_train=np.zeros((3, 32, 32), np.uint8),
+        y_train=np.zeros(3, np.uint8),
+        x_test=np.zeros((3, 28, 28), np.uint8),
+        y_test=np.zeros(3, np.uint8),
+    )
     with pytest.raises(UserError, match=r"malformed: x_train has shape \(3, 32, 32\)"):
         load_mnist(str(path))
 

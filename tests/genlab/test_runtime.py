@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from helpers.checks import skip_or_fail
+
 from genlab import runtime
 
 
@@ -31,6 +32,7 @@ def test_gpu_memory_is_read_from_nvidia_smi(monkeypatch):
         def run(command, **kwargs):
             assert command[0] == "nvidia-smi"
             return subprocess.CompletedProcess(command, 0, stdout=stdout)
+
         monkeypatch.setattr(runtime.subprocess, "run", run)
 
     reports("15360\n")
@@ -40,6 +42,7 @@ def test_gpu_memory_is_read_from_nvidia_smi(monkeypatch):
 
     def missing(command, **kwargs):
         raise FileNotFoundError("nvidia-smi")
+
     monkeypatch.setattr(runtime.subprocess, "run", missing)
     assert runtime.gpu_memory_gib() is None
 
@@ -53,7 +56,11 @@ def test_cpu_kernel_settings_keep_what_the_user_set_and_are_never_set_once_tenso
     assert runtime.use_onednn_kernels(training) and training == {"TF_ENABLE_ONEDNN_OPTS": "1"}  # Weights may change.
     monkeypatch.setitem(sys.modules, "tensorflow", sys)  # Loaded: this process may train, and has read its settings.
     untouched = {}
-    assert not runtime.use_inference_only_kernels(untouched) and not runtime.use_onednn_kernels(untouched) and untouched == {}
+    assert (
+        not runtime.use_inference_only_kernels(untouched)
+        and not runtime.use_onednn_kernels(untouched)
+        and untouched == {}
+    )
 
 
 def test_keep_torch_out_keeps_kerascv_from_importing_pytorch_where_it_is_installed():

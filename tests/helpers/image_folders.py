@@ -57,7 +57,7 @@ def make_digits_folder(root, mnist_path, digits, per_class, start=0, size=128, l
     with np.load(mnist_path) as data:
         images, labels = data["x_train"], data["y_train"]
     for digit in digits:
-        for index in np.flatnonzero(labels == digit)[start:start + per_class]:
+        for index in np.flatnonzero(labels == digit)[start : start + per_class]:
             folder = os.path.join(root, DIGIT_NAMES[label_of(digit, index) if label_of else digit])
             os.makedirs(folder, exist_ok=True)
             upscaled = Image.fromarray(images[index]).resize((size, size), Image.Resampling.BICUBIC)

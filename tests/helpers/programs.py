@@ -13,8 +13,13 @@ def program_env(**extra):
 
 def run_program(module, args, env=None, **kwargs):
     """Runs `module` to the end; returns the CompletedProcess with text stdout and stderr."""
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          env=env or program_env(), **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env or program_env(),
+        **kwargs,
+    )
 
 
 def start_program(module, args, env=None, **kwargs):
@@ -26,8 +31,12 @@ def start_program(module, args, env=None, **kwargs):
 
 def start_standin(*args):
     """Starts `tests/standin_sd.py ARGS` (a run on stand-in networks, for a kill test) in the background."""
-    return subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "standin_sd.py"), *map(str, args)],
-                            env=program_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(__file__), "standin_sd.py"), *map(str, args)],
+        env=program_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def kill_when(process, ready, timeout):

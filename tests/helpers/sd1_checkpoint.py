@@ -11,7 +11,13 @@ import json
 
 from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 
-from xray.formats.export import SCHEDULER_CONFIG, TEXT_CONFIG, UNET_CONFIG, VAE_CONFIG  # SD 1.x's, as exports write them.
+from xray.formats.export import (
+    SCHEDULER_CONFIG,
+    TEXT_CONFIG,
+    UNET_CONFIG,
+    VAE_CONFIG,
+)  # SD 1.x's, as exports write them.
+
 
 def build_network(name, seed=0):
     """diffusers' U-Net or VAE, or transformers' CLIP text model ("unet", "vae", "text_encoder"),
@@ -25,8 +31,11 @@ def build_network(name, seed=0):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    network = {"unet": lambda: UNet2DConditionModel(**UNET_CONFIG), "vae": lambda: AutoencoderKL(**VAE_CONFIG),
-               "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))}[name]()
+    network = {
+        "unet": lambda: UNet2DConditionModel(**UNET_CONFIG),
+        "vae": lambda: AutoencoderKL(**VAE_CONFIG),
+        "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)),
+    }[name]()
     network.eval()
     with torch.no_grad():
         for parameter in network.parameters():
@@ -38,20 +47,25 @@ def write_tokenizer(folder, bpe_path):
     """vocab.json and merges.txt, as CLIP's tokenizer folder holds them, from the BPE merges file."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
-    merges = lines[1:49152 - 256 - 2 + 1]  # The merges CLIP uses (KerasCV's slice).
+    merges = lines[1 : 49152 - 256 - 2 + 1]  # The merges CLIP uses (KerasCV's slice).
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     (folder / "vocab.json").write_text(json.dumps(SimpleTokenizer(bpe_path).encoder), encoding="utf-8")
 
 
 def write_configs(folder, bpe_path, unet=None, vae=None, text_encoder=None):
     """The config files (and tokenizer) of an SD 1.x folder, with any keys overridden."""
-    configs = {"unet": dict(UNET_CONFIG, **(unet or {})), "vae": dict(VAE_CONFIG, **(vae or {})),
-               "text_encoder": dict(TEXT_CONFIG, **(text_encoder or {}))}
+    configs = {
+        "unet": dict(UNET_CONFIG, **(unet or {})),
+        "vae": dict(VAE_CONFIG, **(vae or {})),
+        "text_encoder": dict(TEXT_CONFIG, **(text_encoder or {})),
+    }
     for name, config in configs.items():
         (folder / name).mkdir(parents=True, exist_ok=True)
         (folder / name / "config.json").write_text(json.dumps(config))
     (folder / "scheduler").mkdir(exist_ok=True)
-    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(dict(SCHEDULER_CONFIG, _class_name="PNDMScheduler")))
+    (folder / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps(dict(SCHEDULER_CONFIG, _class_name="PNDMScheduler"))
+    )
     write_tokenizer(folder / "tokenizer", bpe_path)
 
 

@@ -14,12 +14,12 @@ import keras
 from keras import layers, ops
 
 from xray.config import FinetuneConfig, XrayConfig
-from xray.training.examples import training_examples
-from xray.training.finetune import finetune
+from xray.data.prompts import ClassPrompt
 from xray.generation.generate import generate_dataset
 from xray.sd.networks import MAX_PROMPT_TOKENS
-from xray.data.prompts import ClassPrompt
 from xray.sd.sampler import LATENT_CHANNELS, LATENT_DOWNSCALE, NoiseSchedule
+from xray.training.examples import training_examples
+from xray.training.finetune import finetune
 from xray.weights import StableDiffusionModels
 
 VOCABULARY = 49408  # CLIP's.
@@ -55,22 +55,42 @@ def decoder(image_size):
 def image_encoder():
     """The VAE encoder's stand-in: 8x8 pixels to one latent, as KerasCV's (output already scaled)."""
     images = keras.Input((None, None, 3))
-    return keras.Model(images, layers.Conv2D(LATENT_CHANNELS, LATENT_DOWNSCALE, strides=LATENT_DOWNSCALE)(images),
-                       name="image_encoder")
+    return keras.Model(
+        images, layers.Conv2D(LATENT_CHANNELS, LATENT_DOWNSCALE, strides=LATENT_DOWNSCALE)(images), name="image_encoder"
+    )
 
 
 def standin_models(tokenizer, image_size=128, seed=0):
     """`StableDiffusionModels` with stand-in networks and CLIP's real tokenizer."""
     keras.utils.set_random_seed(seed)
-    return StableDiffusionModels(tokenizer, text_encoder(), diffusion_model(image_size), decoder(image_size),
-                                 weight_source="stand-in (test networks)", schedule=NoiseSchedule.keras_cv(),
-                                 image_size=image_size, precision="float32", numerics="keras_cv")
+    return StableDiffusionModels(
+        tokenizer,
+        text_encoder(),
+        diffusion_model(image_size),
+        decoder(image_size),
+        weight_source="stand-in (test networks)",
+        schedule=NoiseSchedule.keras_cv(),
+        image_size=image_size,
+        precision="float32",
+        numerics="keras_cv",
+    )
 
 
 # Whole-U-Net fine-tuning of the stand-ins (LoRA needs KerasCV's own layers): the resume test's run.
-FINETUNE_KILL_CONFIG = FinetuneConfig(image_size=128, full_unet=True, max_steps=60, checkpoint_every=5, sample_every=0,
-                                      warmup_steps=5, learning_rate=1e-2, batch_size=2)
-KILL_TEST_PROMPTS = [ClassPrompt("chest", "Frontal chest X-ray"), ClassPrompt("knee", "Knee X-ray, lateral view", "color")]
+FINETUNE_KILL_CONFIG = FinetuneConfig(
+    image_size=128,
+    full_unet=True,
+    max_steps=60,
+    checkpoint_every=5,
+    sample_every=0,
+    warmup_steps=5,
+    learning_rate=1e-2,
+    batch_size=2,
+)
+KILL_TEST_PROMPTS = [
+    ClassPrompt("chest", "Frontal chest X-ray"),
+    ClassPrompt("knee", "Knee X-ray, lateral view", "color"),
+]
 KILL_TEST_CONFIG = XrayConfig(images_per_prompt=30, batch_size=1, steps=2)
 
 

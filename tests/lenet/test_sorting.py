@@ -24,8 +24,12 @@ def test_every_image_lands_in_its_predicted_folder_and_csv_matches(tmp_path):
     intended = np.arange(40) % 10
     rows = write_sorted_images(str(tmp_path), images, probs, min_confidence=0.5, intended_labels=intended)
 
-    files_on_disk = sorted(os.path.relpath(os.path.join(d, f), tmp_path).replace(os.sep, "/")
-                           for d, _, names in os.walk(tmp_path) for f in names if f.endswith(".png"))
+    files_on_disk = sorted(
+        os.path.relpath(os.path.join(d, f), tmp_path).replace(os.sep, "/")
+        for d, _, names in os.walk(tmp_path)
+        for f in names
+        if f.endswith(".png")
+    )
     with open(tmp_path / "predictions.csv") as f:
         csv_rows = list(csv.DictReader(f))
     assert sorted(r["file"] for r in csv_rows) == files_on_disk and len(files_on_disk) == 40

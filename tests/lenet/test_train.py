@@ -5,15 +5,19 @@ import numpy as np
 import pytest
 
 from genlab.errors import UserError
-from lenet.model import build_lenet5, probabilities_and_features
 from lenet.config import LeNetConfig
+from lenet.model import build_lenet5, probabilities_and_features
 from lenet.train import load_classifier, sidecar_paths, train
 
 
 def test_architecture_is_lenet5():
     model = build_lenet5()
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.AveragePooling2D) and layer.pool_size == (2, 2)]
+    pools = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.AveragePooling2D) and layer.pool_size == (2, 2)
+    ]
     dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert [c.filters for c in convs] == [6, 16] and [c.kernel_size for c in convs] == [(5, 5), (5, 5)]
     assert len(pools) == 2 and dense == [120, 84, 10]

@@ -3,15 +3,16 @@ checkpoint export is proven against diffusers in xray/formats/test_diffusers_par
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file, save_file
-
 from helpers.programs import run_program
+from safetensors.numpy import load_file, save_file
 
 
 def test_lora_only_writes_diffusers_file_name(tmp_path):
     lora = tmp_path / "lora.safetensors"
-    tensors = {"unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": np.ones((4, 1280), np.float32),
-               "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": np.ones((1280, 4), np.float32)}
+    tensors = {
+        "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": np.ones((4, 1280), np.float32),
+        "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": np.ones((1280, 4), np.float32),
+    }
     save_file(tensors, lora)
     out = tmp_path / "export"
     result = run_program("scripts.export_diffusers", [f"--lora={lora}:0.5", "--lora_only", f"--output_dir={out}"])

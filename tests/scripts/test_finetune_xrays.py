@@ -12,11 +12,11 @@ import os
 
 import numpy as np
 import pytest
-
-from helpers.numerics import array_digest, fingerprint
-from genlab.files import read_csv
 from helpers.image_folders import make_noise_folder, make_shapes_folder
+from helpers.numerics import array_digest, fingerprint
 from helpers.programs import kill_when, run_program, start_program
+
+from genlab.files import read_csv
 from xray.formats.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE
 from xray.formats.lora_file import merge_adapters, read_adapters
 
@@ -27,9 +27,20 @@ def finetune_args(data, out, clip_bpe_path, precision="float32"):
     # float32 unless a test asks: the same on every CPU, and with or without --merge the same
     # random weights (under a mixed precision, a run without --merge stores them in bfloat16 and
     # draws other ones).
-    return [f"--data_dir={data}", f"--output_dir={out}", "--weights=random", f"--tokenizer_path={clip_bpe_path}",
-            "--image_size=128", "--max_steps=8", "--checkpoint_every=4", "--sample_steps=2", "--warmup_steps=0",
-            "--learning_rate=5e-3", "--caption_dropout=0", f"--precision={precision}"]
+    return [
+        f"--data_dir={data}",
+        f"--output_dir={out}",
+        "--weights=random",
+        f"--tokenizer_path={clip_bpe_path}",
+        "--image_size=128",
+        "--max_steps=8",
+        "--checkpoint_every=4",
+        "--sample_steps=2",
+        "--warmup_steps=0",
+        "--learning_rate=5e-3",
+        "--caption_dropout=0",
+        f"--precision={precision}",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +48,9 @@ def adapted(tmp_path_factory, clip_bpe_path):
     """Images in two class folders, and a run of genlab-xray-finetune on them with --merge."""
     root = tmp_path_factory.mktemp("adapt")
     data = make_shapes_folder(root / "xrays", per_class=2, size=128, classes=("chest_pa", "knee"))
-    result = run_program("scripts.finetune_xrays", finetune_args(data, root / "adapted", clip_bpe_path) + ["--sample_every=8", "--merge"])
+    result = run_program(
+        "scripts.finetune_xrays", finetune_args(data, root / "adapted", clip_bpe_path) + ["--sample_every=8", "--merge"]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return data, root / "adapted"
 
@@ -91,26 +104,48 @@ def test_adapt_generate_judge(tmp_path, adapted):
     assert len(trainable) == 2 * len(adapters) and all(4 in shape for shape in trainable)  # the adapters, nothing else.
     assert sorted(os.listdir(adapted / "samples")) == ["step_000000.png", "step_000008.png"]
     merged = adapted / "merged"
-    assert sorted(os.listdir(merged)) == sorted([f for f, _ in KERAS_CV_FILES.values()] + [IMAGE_ENCODER_FILE[0], TOKENIZER_FILE])
+    assert sorted(os.listdir(merged)) == sorted(
+        [f for f, _ in KERAS_CV_FILES.values()] + [IMAGE_ENCODER_FILE[0], TOKENIZER_FILE]
+    )
 
     prompts = tmp_path / "prompts.yaml"
-    prompts.write_text("- class: Chest PA\n  prompt: X-ray radiograph, chest pa\n  count: 2\n"
-                       "- class: knee\n  prompt: X-ray radiograph, knee\n  count: 2\n")
+    prompts.write_text(
+        "- class: Chest PA\n  prompt: X-ray radiograph, chest pa\n  count: 2\n"
+        "- class: knee\n  prompt: X-ray radiograph, knee\n  count: 2\n"
+    )
     out = tmp_path / "data"
     real = make_noise_folder(tmp_path / "real", per_class=3, classes=("chest_pa", "knee"))
-    result = run_program("scripts.generate_xrays", [
-        "--image_size=128", "--steps=2", "--batch_size=2", f"--prompt_file={prompts}",
-        f"--output_dir={out}", "--weights=local", f"--weights_path={merged}", f"--lora={adapted / 'lora.safetensors'}:0.8",
-        f"--real={real}", "--nocpu_weight_cache"])  # The cache's extra weight copy is scripts/test_generate_xrays's.
+    result = run_program(
+        "scripts.generate_xrays",
+        [
+            "--image_size=128",
+            "--steps=2",
+            "--batch_size=2",
+            f"--prompt_file={prompts}",
+            f"--output_dir={out}",
+            "--weights=local",
+            f"--weights_path={merged}",
+            f"--lora={adapted / 'lora.safetensors'}:0.8",
+            f"--real={real}",
+            "--nocpu_weight_cache",
+        ],
+    )  # The cache's extra weight copy is scripts/test_generate_xrays's.
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Made 4 images" in result.stdout
     assert sorted(os.listdir(out)) == ["chest_pa", "knee", "metadata.csv", "sample_grid.png"]
     rows = read_csv(out / "metadata.csv")
     files = sorted(str(p.relative_to(out)) for p in out.glob("*/*"))
-    assert [row["file_name"] for row in rows] == files == [
-        "chest_pa/chest_pa_0000.png", "chest_pa/chest_pa_0001.png", "knee/knee_0000.png", "knee/knee_0001.png"]
-    assert all(row["weight_source"].startswith(f"local ({merged})") and "LoRA lora.safetensors (sha256 " in row["weight_source"]
-               and row["weight_source"].endswith("x 0.8") for row in rows)
+    assert (
+        [row["file_name"] for row in rows]
+        == files
+        == ["chest_pa/chest_pa_0000.png", "chest_pa/chest_pa_0001.png", "knee/knee_0000.png", "knee/knee_0001.png"]
+    )
+    assert all(
+        row["weight_source"].startswith(f"local ({merged})")
+        and "LoRA lora.safetensors (sha256 " in row["weight_source"]
+        and row["weight_source"].endswith("x 0.8")
+        for row in rows
+    )
     judged = json.loads((tmp_path / "data_judge" / "summary.json").read_text())
     assert judged["synthetic"]["count"] == 4 and judged["classes"] == ["chest_pa", "knee"]
     assert "FID real floor" in result.stdout

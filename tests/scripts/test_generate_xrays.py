@@ -4,10 +4,10 @@ is in scripts/test_finetune_xrays.py."""
 
 import numpy as np
 import pytest
+from helpers.programs import program_env, run_program
 from PIL import Image
 
 from genlab.runtime import INFERENCE_ONLY_ENVIRONMENT
-from helpers.programs import program_env, run_program
 
 
 def run_script(args, **kwargs):
@@ -17,17 +17,28 @@ def run_script(args, **kwargs):
 TENSORFLOW = pytest.mark.slow  # Fails once TensorFlow has loaded: seconds, not a moment.
 
 
-@pytest.mark.parametrize("args, message", [
-    pytest.param(["--weights=local", "--weights_path=/nonexistent"], "--weights=local needs --weights_path=DIR", marks=TENSORFLOW),
-    (["--prompt_file=/nonexistent.yaml"], "--prompt_file"),
-    pytest.param(["--image_size=200"], "--image_size=200 is not a positive multiple of 128", marks=TENSORFLOW),
-    (["--num_shards=2", "--shard_index=2"], "--shard_index=2 must be in [0, --num_shards=2)"),
-    (["--merge", "--output_dir=/nonexistent"], "point --merge at the shards' dataset folder"),
-    (["--real=/nonexistent"], "--real=/nonexistent is not a folder"),
-    pytest.param(["--weights=random", "--lora=/nonexistent.safetensors"], "--lora=/nonexistent.safetensors: no such file", marks=TENSORFLOW),
-    pytest.param(["--weights=random", "--negative_prompt=" + "very " * 80], "shorten it", marks=TENSORFLOW),
-    (["--steps=0"], "--steps must be greater than 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        pytest.param(
+            ["--weights=local", "--weights_path=/nonexistent"],
+            "--weights=local needs --weights_path=DIR",
+            marks=TENSORFLOW,
+        ),
+        (["--prompt_file=/nonexistent.yaml"], "--prompt_file"),
+        pytest.param(["--image_size=200"], "--image_size=200 is not a positive multiple of 128", marks=TENSORFLOW),
+        (["--num_shards=2", "--shard_index=2"], "--shard_index=2 must be in [0, --num_shards=2)"),
+        (["--merge", "--output_dir=/nonexistent"], "point --merge at the shards' dataset folder"),
+        (["--real=/nonexistent"], "--real=/nonexistent is not a folder"),
+        pytest.param(
+            ["--weights=random", "--lora=/nonexistent.safetensors"],
+            "--lora=/nonexistent.safetensors: no such file",
+            marks=TENSORFLOW,
+        ),
+        pytest.param(["--weights=random", "--negative_prompt=" + "very " * 80], "shorten it", marks=TENSORFLOW),
+        (["--steps=0"], "--steps must be greater than 0"),
+    ],
+)
 def test_bad_input_gets_one_line_and_exit_status(tmp_path, clip_bpe_path, args, message):
     result = run_script([*args, f"--tokenizer_path={clip_bpe_path}"], cwd=tmp_path)
     assert result.returncode != 0
@@ -44,10 +55,22 @@ def test_images_equal_those_of_tensorflows_own_kernels_within_one_grey_level(tmp
     The same random networks (--seed builds them); three images in batches of two: the short last
     batch is filled up to two."""
     prompts = tmp_path / "prompts.yaml"
-    prompts.write_text("- class: lung\n  prompt: chest X-ray\n  count: 2\n- class: knee\n  prompt: knee X-ray\n  count: 1\n")
-    args = ["--weights=random", "--precision=float32", "--image_size=128", "--steps=3", "--batch_size=2",
-            f"--prompt_file={prompts}", f"--tokenizer_path={clip_bpe_path}"]
-    env = dict({name: value for name, value in program_env().items() if name not in INFERENCE_ONLY_ENVIRONMENT}, ONEDNN_VERBOSE="1")
+    prompts.write_text(
+        "- class: lung\n  prompt: chest X-ray\n  count: 2\n- class: knee\n  prompt: knee X-ray\n  count: 1\n"
+    )
+    args = [
+        "--weights=random",
+        "--precision=float32",
+        "--image_size=128",
+        "--steps=3",
+        "--batch_size=2",
+        f"--prompt_file={prompts}",
+        f"--tokenizer_path={clip_bpe_path}",
+    ]
+    env = dict(
+        {name: value for name, value in program_env().items() if name not in INFERENCE_ONLY_ENVIRONMENT},
+        ONEDNN_VERBOSE="1",
+    )
     cached = run_script([*args, f"--output_dir={tmp_path / 'cached'}"], env=env)
     own = run_script([*args, f"--output_dir={tmp_path / 'own'}", "--nocpu_weight_cache"], env=env)
     assert cached.returncode == own.returncode == 0, (cached.stderr[-2000:], own.stderr[-2000:])

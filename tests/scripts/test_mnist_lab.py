@@ -5,16 +5,26 @@ import json
 import os
 
 import pytest
-
 from helpers.programs import run_program
 
 
 @pytest.fixture(scope="module")
 def lab_run(tmp_path_factory, tiny_mnist):
     out = tmp_path_factory.mktemp("lab")
-    result = run_program("scripts.mnist_lab", [
-        f"--output_dir={out}", f"--mnist_path={tiny_mnist}", "--gan_epochs=1", "--gan_batch_size=32",
-        "--gan_noise_dim=16", "--gan_conditional", "--lenet_epochs=1", "--count=60", "--min_confidence=0.2"])
+    result = run_program(
+        "scripts.mnist_lab",
+        [
+            f"--output_dir={out}",
+            f"--mnist_path={tiny_mnist}",
+            "--gan_epochs=1",
+            "--gan_batch_size=32",
+            "--gan_noise_dim=16",
+            "--gan_conditional",
+            "--lenet_epochs=1",
+            "--count=60",
+            "--min_confidence=0.2",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -22,9 +32,20 @@ def lab_run(tmp_path_factory, tiny_mnist):
 @pytest.mark.slow
 def test_lab_writes_everything_and_reports(lab_run):
     out, result = lab_run
-    for name in ("gan/generator.keras", "gan/samples.gif", "lenet/lenet.keras", "lenet/lenet.metrics.json",
-                 "lenet/lenet.confusion.png", "sorted/predictions.csv", "sorted/summary.json", "sorted/samples_by_class.png",
-                 "sorted/class_histogram.png", "sorted/confidence_histogram.png", "sorted/confusion_matrix.png", "flags.txt"):
+    for name in (
+        "gan/generator.keras",
+        "gan/samples.gif",
+        "lenet/lenet.keras",
+        "lenet/lenet.metrics.json",
+        "lenet/lenet.confusion.png",
+        "sorted/predictions.csv",
+        "sorted/summary.json",
+        "sorted/samples_by_class.png",
+        "sorted/class_histogram.png",
+        "sorted/confidence_histogram.png",
+        "sorted/confusion_matrix.png",
+        "flags.txt",
+    ):
         assert (out / name).is_file(), name
     with open(out / "sorted" / "summary.json") as f:
         summary = json.load(f)
@@ -45,8 +66,13 @@ def test_lab_writes_everything_and_reports(lab_run):
 @pytest.mark.slow
 def test_sort_digits_refuses_a_non_empty_folder(lab_run, tiny_mnist):
     out, _ = lab_run
-    args = [f"--generator={out}/gan/generator.keras", f"--classifier={out}/lenet/lenet.keras",
-            f"--output_dir={out}/sorted", "--count=10", f"--mnist_path={tiny_mnist}"]
+    args = [
+        f"--generator={out}/gan/generator.keras",
+        f"--classifier={out}/lenet/lenet.keras",
+        f"--output_dir={out}/sorted",
+        "--count=10",
+        f"--mnist_path={tiny_mnist}",
+    ]
     before = sorted(os.listdir(out / "sorted"))
     result = run_program("scripts.sort_digits", args)
     assert result.returncode == 2 and "not empty" in result.stderr and "--overwrite" in result.stderr
@@ -63,12 +89,16 @@ def test_sort_digits_names_a_missing_or_wrong_model(lab_run, tmp_path, which):
     out, _ = lab_run
     models = {"generator": f"{out}/gan/generator.keras", "classifier": f"{out}/lenet/lenet.keras"}
     missing = dict(models, **{which: str(tmp_path / "nope.keras")})
-    result = run_program("scripts.sort_digits", [f"--generator={missing['generator']}", f"--classifier={missing['classifier']}",
-                                                f"--output_dir={tmp_path}/s"])
+    result = run_program(
+        "scripts.sort_digits",
+        [f"--generator={missing['generator']}", f"--classifier={missing['classifier']}", f"--output_dir={tmp_path}/s"],
+    )
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
     swapped = {"generator": models["classifier"], "classifier": models["generator"]}
-    result = run_program("scripts.sort_digits", [f"--generator={swapped['generator']}", f"--classifier={swapped['classifier']}",
-                                                f"--output_dir={tmp_path}/s"])
+    result = run_program(
+        "scripts.sort_digits",
+        [f"--generator={swapped['generator']}", f"--classifier={swapped['classifier']}", f"--output_dir={tmp_path}/s"],
+    )
     assert result.returncode == 2 and "is not" in result.stderr and "Traceback" not in result.stderr
 
 

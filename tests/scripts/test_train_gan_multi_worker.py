@@ -9,26 +9,35 @@ import subprocess
 
 import numpy as np
 import pytest
+from helpers.programs import program_env, start_program
 
 from gan.callbacks import read_history
 from gan.sampling import load_generator, sample_digits
 from genlab.distribute import local_tf_configs
-from helpers.programs import program_env, start_program
 
 
 def start_workers(args, output_dirs):
     workers = []
     for tf_config, output_dir in zip(local_tf_configs(len(output_dirs)), output_dirs):
-        workers.append(start_program("scripts.train_gan", ["--strategy=multi_worker", f"--output_dir={output_dir}", *args],
-                                     env=program_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        workers.append(
+            start_program(
+                "scripts.train_gan",
+                ["--strategy=multi_worker", f"--output_dir={output_dir}", *args],
+                env=program_env(TF_CONFIG=tf_config),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return workers
 
 
 @pytest.mark.slow
 def test_two_workers_train_one_gan_and_only_the_chief_writes(tiny_mnist, tmp_path):
     chief_dir, worker_dir = tmp_path / "chief", tmp_path / "worker"
-    workers = start_workers(["--epochs=2", "--batch_size=32", "--noise_dim=16", f"--mnist_path={tiny_mnist}"],
-                            [chief_dir, worker_dir])
+    workers = start_workers(
+        ["--epochs=2", "--batch_size=32", "--noise_dim=16", f"--mnist_path={tiny_mnist}"], [chief_dir, worker_dir]
+    )
     try:
         results = [worker.communicate(timeout=600) for worker in workers]
     finally:

@@ -31,10 +31,15 @@ def class_folders(root, flag):
         folder = os.path.join(root, entry)
         if not os.path.isdir(folder) or entry.startswith("."):
             continue
-        paths = sorted(os.path.join(folder, name) for name in os.listdir(folder)
-                       if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."))
+        paths = sorted(
+            os.path.join(folder, name)
+            for name in os.listdir(folder)
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+        )
         if not paths:
-            raise UserError(f"class folder {folder} ({flag}) holds no PNG or JPEG images; add some or remove the folder")
+            raise UserError(
+                f"class folder {folder} ({flag}) holds no PNG or JPEG images; add some or remove the folder"
+            )
         name = safe_class_name(entry)
         if name in classes:
             raise UserError(f"{flag}={root}: two folders make the class name {name!r}; rename one of them")
@@ -60,8 +65,10 @@ def read_image(path, size):
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
     square = pixels[top : top + side, left : left + side]
-    resized = [np.asarray(Image.fromarray(square[..., c], mode="F").resize((size, size), Image.Resampling.BICUBIC))
-               for c in range(channels)]
+    resized = [
+        np.asarray(Image.fromarray(square[..., c], mode="F").resize((size, size), Image.Resampling.BICUBIC))
+        for c in range(channels)
+    ]
     return np.clip(np.stack(resized, axis=-1), 0.0, 1.0)
 
 

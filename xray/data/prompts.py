@@ -21,6 +21,7 @@ import yaml
 
 from genlab.errors import UserError
 
+
 @dataclasses.dataclass(frozen=True)
 class ClassPrompt:
     class_name: str  # A safe folder name: lower-case letters, digits, "_" and "-".
@@ -53,7 +54,9 @@ def safe_class_name(name):
 def load_prompt_file(path):
     """Reads a JSON or YAML prompt file into `ClassPrompt`s, or raises a one-line `UserError`."""
     if not os.path.isfile(path):
-        raise UserError(f"prompt file {path!r} does not exist; pass --prompt_file=PATH to a JSON or YAML list of {{class, prompt}} entries")
+        raise UserError(
+            f"prompt file {path!r} does not exist; pass --prompt_file=PATH to a JSON or YAML list of {{class, prompt}} entries"
+        )
     with open(path, encoding="utf-8") as f:
         text = f.read()
     entries = _parse(path, text)
@@ -69,7 +72,9 @@ def _parse(path, text):
         try:
             return json.loads(text)
         except json.JSONDecodeError as error:
-            raise UserError(f"prompt file {path!r} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+            raise UserError(
+                f"prompt file {path!r} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+            ) from None
     try:
         return yaml.safe_load(text)  # safe_load builds plain data only, never Python objects.
     except yaml.YAMLError as error:
@@ -85,7 +90,9 @@ def _entry_to_prompt(path, number, entry):
         raise UserError(f"{where}: expected a mapping with 'class' and 'prompt', got {type(entry).__name__}")
     unknown = sorted(set(entry) - _ENTRY_KEYS)
     if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(_ENTRY_KEYS))}")
+        raise UserError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(_ENTRY_KEYS))}"
+        )
     for key in ("class", "prompt"):
         if not isinstance(entry.get(key), str) or not entry[key].strip():
             raise UserError(f"{where}: '{key}' must be a non-empty string")

@@ -42,8 +42,11 @@ def load_keras_cv_weights(model, path):
 
     with h5py.File(path, "r") as f:
         group = f["model_weights"] if "model_weights" in f else f  # A whole saved model holds its weights there.
-        names = [name for name in load_attributes_from_hdf5_group(group, "layer_names")
-                 if load_attributes_from_hdf5_group(group[name], "weight_names")]
+        names = [
+            name
+            for name in load_attributes_from_hdf5_group(group, "layer_names")
+            if load_attributes_from_hdf5_group(group[name], "weight_names")
+        ]
         layers = [(layer, layer.trainable_weights + layer.non_trainable_weights) for layer in model.layers]
         layers = [(layer, variables) for layer, variables in layers if variables]
         if len(names) != len(layers):
@@ -52,7 +55,9 @@ def load_keras_cv_weights(model, path):
         for name, (layer, variables) in zip(names, layers):
             datasets = [group[name][weight] for weight in load_attributes_from_hdf5_group(group[name], "weight_names")]
             if [tuple(d.shape) for d in datasets] != [tuple(v.shape) for v in variables]:
-                raise ValueError(f"layer {name!r} holds shapes {[d.shape for d in datasets]}, {layer.name} needs {[tuple(v.shape) for v in variables]}")
+                raise ValueError(
+                    f"layer {name!r} holds shapes {[d.shape for d in datasets]}, {layer.name} needs {[tuple(v.shape) for v in variables]}"
+                )
             pairs += zip(variables, datasets)
         for variable, dataset in pairs:
             assign_in_place(variable, dataset[()])
@@ -76,7 +81,10 @@ def save_keras_cv_weights(model, path, values=None):
         weights = [w for w in weights if values.get(id(w), True) is not None]
         save_attributes_to_hdf5_group(group, "weight_names", [str(w.path).encode("utf8") for w in weights])
         for weight in weights:
-            group.create_dataset(str(weight.path), data=values[id(weight)] if id(weight) in values else keras.ops.convert_to_numpy(weight))
+            group.create_dataset(
+                str(weight.path),
+                data=values[id(weight)] if id(weight) in values else keras.ops.convert_to_numpy(weight),
+            )
 
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -86,8 +94,10 @@ def save_keras_cv_weights(model, path, values=None):
             f.attrs["keras_version"] = str(keras.__version__).encode("utf8")
             for layer in sorted(model.layers, key=lambda layer: layer.name):
                 write_group(f.create_group(layer.name), layer.trainable_weights + layer.non_trainable_weights)
-            write_group(f.create_group("top_level_model_weights"),
-                        [v for v in model._trainable_variables + model._non_trainable_variables if id(v) in in_model])
+            write_group(
+                f.create_group("top_level_model_weights"),
+                [v for v in model._trainable_variables + model._non_trainable_variables if id(v) in in_model],
+            )
 
 
 def merges_text(tokenizer):
@@ -120,11 +130,14 @@ def convert_checkpoint(path, output_dir):
         del network  # One network in memory at a time.
     with open(os.path.join(path, "tokenizer", "merges.txt"), "rb") as f:
         write_bytes(os.path.join(output_dir, TOKENIZER_FILE), gzip.compress(f.read()))
-    write_json(os.path.join(output_dir, CONVERSION_FILE), {
-        "source": os.path.abspath(path),
-        "scheduler": checkpoint.read_config("scheduler", "scheduler_config.json"),
-        "numerics": "diffusers",
-    })
+    write_json(
+        os.path.join(output_dir, CONVERSION_FILE),
+        {
+            "source": os.path.abspath(path),
+            "scheduler": checkpoint.read_config("scheduler", "scheduler_config.json"),
+            "numerics": "diffusers",
+        },
+    )
 
 
 def read_conversion(folder):

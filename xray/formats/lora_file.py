@@ -29,9 +29,14 @@ from xray.sd.networks import assign_in_place
 
 ARCHITECTURE = "stable-diffusion-1.x"
 TARGETS = {  # Which projections get adapters, by network and group.
-    "diffusion_model": {"attention": ("to_q", "to_k", "to_v", "to_out.0"), "feed_forward": ("ff.net.0.proj", "ff.net.2")},
-    "text_encoder": {"attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"),
-                     "feed_forward": ("mlp.fc1", "mlp.fc2")},
+    "diffusion_model": {
+        "attention": ("to_q", "to_k", "to_v", "to_out.0"),
+        "feed_forward": ("ff.net.0.proj", "ff.net.2"),
+    },
+    "text_encoder": {
+        "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"),
+        "feed_forward": ("mlp.fc1", "mlp.fc2"),
+    },
 }
 PREFIXES = {"diffusion_model": "unet.", "text_encoder": "text_encoder.text_model."}
 RECORD_KEY = "genlab_lora"  # The safetensors metadata entry holding the adapters' record (JSON).
@@ -84,8 +89,10 @@ def read_adapters(path, flag="--lora"):
                 pairs.setdefault(key.removesuffix(f".{part}.weight"), {})[part] = tensors[key].astype(np.float32)
                 break
         else:
-            raise UserError(f"{flag}={path}: tensor {key!r} is not a PEFT LoRA weight (lora_A/lora_B); "
-                            "only diffusers' PEFT layout is read")
+            raise UserError(
+                f"{flag}={path}: tensor {key!r} is not a PEFT LoRA weight (lora_A/lora_B); "
+                "only diffusers' PEFT layout is read"
+            )
     adapters = {}
     for module, pair in pairs.items():
         if set(pair) != {"lora_A", "lora_B"} or pair["lora_A"].shape[0] != pair["lora_B"].shape[1]:
@@ -93,7 +100,9 @@ def read_adapters(path, flag="--lora"):
         adapters[module] = (pair["lora_A"], pair["lora_B"])
     ranks = {a.shape[0] for a, _ in adapters.values()}
     if not adapters or len(ranks) != 1 or ranks != {record.get("rank", min(ranks or {0}))}:
-        raise UserError(f"{flag}={path}: expected adapters of one rank (its record says {record.get('rank')}), found {sorted(ranks)}")
+        raise UserError(
+            f"{flag}={path}: expected adapters of one rank (its record says {record.get('rank')}), found {sorted(ranks)}"
+        )
     return adapters, record
 
 
@@ -107,11 +116,15 @@ def _layers_for(adapters, networks, path, flag):
     for module, (a, b) in adapters.items():
         layer = layers.get(module)
         if layer is None:
-            raise UserError(f"{flag}={path}: module {module!r} is not in KerasCV's SD 1.x networks: "
-                            "the adapters were made for another architecture")
+            raise UserError(
+                f"{flag}={path}: module {module!r} is not in KerasCV's SD 1.x networks: "
+                "the adapters were made for another architecture"
+            )
         if (a.shape[1], b.shape[0]) != tuple(layer.kernel.shape):
-            raise UserError(f"{flag}={path}: {module} is {a.shape[1]}x{b.shape[0]}, the network's layer is "
-                            f"{tuple(layer.kernel.shape)}: adapters for another architecture")
+            raise UserError(
+                f"{flag}={path}: {module} is {a.shape[1]}x{b.shape[0]}, the network's layer is "
+                f"{tuple(layer.kernel.shape)}: adapters for another architecture"
+            )
         found[module] = layer
     return found
 

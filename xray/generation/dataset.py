@@ -29,8 +29,19 @@ PNG_TEXT_KEY = "genlab"  # The PNG text chunk holding an image's metadata row as
 PARTIAL_SUFFIX = ".partial"  # A killed write leaves this, which no image loader reads.
 # The settings that decide an image's pixels: an existing file made with other values
 # must not be mixed into the dataset by a resumed run.
-PIXEL_SETTINGS = ("prompt", "negative_prompt", "seed", "steps", "guidance_scale", "height", "width",
-                  "sampler", "precision", "numerics", "weight_source")
+PIXEL_SETTINGS = (
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "steps",
+    "guidance_scale",
+    "height",
+    "width",
+    "sampler",
+    "precision",
+    "numerics",
+    "weight_source",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +72,13 @@ def image_seed(run_seed, prompt, index):
 def plan_images(class_prompts, images_per_prompt, run_seed, negative_prompt):
     """Every image of the dataset, class by class, in a fixed order."""
     return [
-        ImageJob(cp.class_name, index, cp.prompt,
-                 cp.negative_prompt if cp.negative_prompt is not None else negative_prompt,
-                 image_seed(run_seed, cp.prompt, index))
+        ImageJob(
+            cp.class_name,
+            index,
+            cp.prompt,
+            cp.negative_prompt if cp.negative_prompt is not None else negative_prompt,
+            image_seed(run_seed, cp.prompt, index),
+        )
         for cp in class_prompts
         for index in range(cp.count or images_per_prompt)
     ]
@@ -105,7 +120,10 @@ def remove_partial_files(output_dir, jobs=None):
     if jobs is None:
         patterns = [os.path.join(output_dir, "*", f".*{PARTIAL_SUFFIX}")]
     else:
-        patterns = [os.path.join(output_dir, job.class_name, f".{job.class_name}_{job.index:04d}.tmp-*{PARTIAL_SUFFIX}") for job in jobs]
+        patterns = [
+            os.path.join(output_dir, job.class_name, f".{job.class_name}_{job.index:04d}.tmp-*{PARTIAL_SUFFIX}")
+            for job in jobs
+        ]
     for pattern in patterns:
         for path in glob.glob(pattern):
             os.remove(path)
@@ -113,8 +131,15 @@ def remove_partial_files(output_dir, jobs=None):
 
 def write_png(output_dir, job, rgb_image, settings):
     """Saves one image as grayscale PNG with its metadata row inside; returns the row."""
-    row = dict(settings, file_name=job.file_name, class_name=job.class_name, index=job.index,
-               prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed)
+    row = dict(
+        settings,
+        file_name=job.file_name,
+        class_name=job.class_name,
+        index=job.index,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        seed=job.seed,
+    )
     info = PngImagePlugin.PngInfo()
     info.add_text(PNG_TEXT_KEY, json.dumps(row, sort_keys=True))
     # X-rays are single-channel; ITU-R 601 luma keeps what the decoder drew.
@@ -134,7 +159,9 @@ def read_png_metadata(path):
     except OSError as error:
         raise UserError(f"{path} is not a readable PNG ({error}); delete it and run again to regenerate it") from None
     if text is None:
-        raise UserError(f"{path} has no generation record, so it was not made by this tool; move it out of the dataset folder")
+        raise UserError(
+            f"{path} has no generation record, so it was not made by this tool; move it out of the dataset folder"
+        )
     return json.loads(text)
 
 
@@ -150,7 +177,9 @@ def write_index(output_dir, grid_images_per_class=4):
         raise UserError(f"{output_dir} holds no generated images yet; run the generator first")
     for path, row in zip(paths, rows):
         if os.path.relpath(path, output_dir).replace(os.sep, "/") != row["file_name"]:
-            raise UserError(f"{path} says it is {row['file_name']!r}; a file was moved or renamed, put it back or delete it")
+            raise UserError(
+                f"{path} says it is {row['file_name']!r}; a file was moved or renamed, put it back or delete it"
+            )
     columns = ["file_name", "class_name", "index"] + sorted(set().union(*rows) - {"file_name", "class_name", "index"})
     write_csv(os.path.join(output_dir, METADATA_FILE), rows, columns)
     _write_grid(output_dir, rows, grid_images_per_class)

@@ -14,8 +14,7 @@ from xray.sd.sampler import decode_to_uint8, encode_texts, initial_noise, sample
 RANDOM_WEIGHTS_BANNER = (
     "*" * 78 + "\n"
     "*  RANDOM WEIGHTS: Stable Diffusion is untrained; every image will be noise.  *\n"
-    "*  Use this for smoke tests and timing only, never as a dataset.              *\n"
-    + "*" * 78
+    "*  Use this for smoke tests and timing only, never as a dataset.              *\n" + "*" * 78
 )
 
 
@@ -48,8 +47,11 @@ def pixel_settings(models, config):
 def generate_dataset(models, class_prompts, config, output_dir, verbose=True):
     """Makes this shard's missing images in `output_dir`; a single-shard run then writes the index."""
     start = time.perf_counter()
-    jobs = dataset.shard(dataset.plan_images(class_prompts, config.images_per_prompt, config.seed, config.negative_prompt),
-                         config.num_shards, config.shard_index)
+    jobs = dataset.shard(
+        dataset.plan_images(class_prompts, config.images_per_prompt, config.seed, config.negative_prompt),
+        config.num_shards,
+        config.shard_index,
+    )
     settings = pixel_settings(models, config)
     dataset.remove_partial_files(output_dir, jobs)
     pending = dataset.pending_jobs(output_dir, jobs, settings)
@@ -65,7 +67,7 @@ def generate_dataset(models, class_prompts, config, output_dir, verbose=True):
     progress = keras.utils.Progbar(len(pending), unit_name="image", verbose=1 if verbose else 0)
     made = 0
     for first in range(0, len(pending), config.batch_size):
-        batch = pending[first:first + config.batch_size]
+        batch = pending[first : first + config.batch_size]
         padded = _filled_up(batch, config.batch_size)
         latents = sample_latents(
             models,
@@ -92,7 +94,7 @@ def _encode_unique(models, texts, chunk=8):
     unique = list(dict.fromkeys(texts))
     states = {}
     for first in range(0, len(unique), chunk):
-        part = unique[first:first + chunk]
+        part = unique[first : first + chunk]
         states.update(zip(part, encode_texts(models, _filled_up(part, chunk))))
     return states
 

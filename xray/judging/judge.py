@@ -45,24 +45,33 @@ GRID_IMAGES = 4  # Images per row of convincing.png.
 OUTSIDE_PERCENTILE = 99.0
 TRAINING_GAP_WARNING = 0.10  # Training accuracy this far above held-out accuracy: the judge's figures are unreliable.
 # keras.applications constructor and whether it normalises [0, 255] inputs itself.
-_APPLICATIONS = {"mobilenet_v3_small": ("MobileNetV3Small", True), "efficientnet_v2_b0": ("EfficientNetV2B0", True),
-                 "densenet121": ("DenseNet121", False)}
+_APPLICATIONS = {
+    "mobilenet_v3_small": ("MobileNetV3Small", True),
+    "efficientnet_v2_b0": ("EfficientNetV2B0", True),
+    "densenet121": ("DenseNet121", False),
+}
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def match_classes(real, synthetic):
     """The classifier's classes (every real class), once each synthetic class has a real one."""
     if not set(real) & set(synthetic):
-        raise UserError(f"--real and --synthetic share no class (real: {', '.join(sorted(real))}; "
-                        f"synthetic: {', '.join(sorted(synthetic))}); name their class folders alike")
+        raise UserError(
+            f"--real and --synthetic share no class (real: {', '.join(sorted(real))}; "
+            f"synthetic: {', '.join(sorted(synthetic))}); name their class folders alike"
+        )
     missing = sorted(set(synthetic) - set(real))
     if missing:
-        raise UserError(f"synthetic class {missing[0]!r} has no folder under --real (real classes: "
-                        f"{', '.join(sorted(real))}); add real images of it or move it out of --synthetic")
+        raise UserError(
+            f"synthetic class {missing[0]!r} has no folder under --real (real classes: "
+            f"{', '.join(sorted(real))}); add real images of it or move it out of --synthetic"
+        )
     thin = sorted(name for name, paths in real.items() if len(paths) < 2)
     if thin:
-        raise UserError(f"real class {thin[0]!r} has one image; the classifier needs at least two per class "
-                        "(one to train on, one to test)")
+        raise UserError(
+            f"real class {thin[0]!r} has one image; the classifier needs at least two per class "
+            "(one to train on, one to test)"
+        )
     return sorted(real)
 
 
@@ -100,7 +109,9 @@ def build_classifier(num_classes, config):
         # Strided convolutions halve the size until the last one sees the whole image.
         size, filters = config.image_size, 16
         while True:
-            x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu", kernel_initializer="he_normal")(x)
+            x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu", kernel_initializer="he_normal")(
+                x
+            )
             size, filters = -(-size // 2), min(2 * filters, 128)
             if size <= 4:
                 break
@@ -124,8 +135,10 @@ def check_backbone_weights(config):
     """A one-line `UserError` for a --backbone_weights file that is not there (before anything is written)."""
     weights = config.backbone_weights
     if config.backbone in _APPLICATIONS and weights not in ("", "imagenet") and not os.path.isfile(weights):
-        raise UserError(f"--backbone_weights={weights}: no such file; pass Keras's ImageNet weight file "
-                        f"for {config.backbone} without its top (include_top=False), or 'imagenet' to download it")
+        raise UserError(
+            f"--backbone_weights={weights}: no such file; pass Keras's ImageNet weight file "
+            f"for {config.backbone} without its top (include_top=False), or 'imagenet' to download it"
+        )
 
 
 def _backbone(config):
@@ -134,14 +147,18 @@ def _backbone(config):
     constructor_name, takes_0_255 = _APPLICATIONS[config.backbone]
     check_backbone_weights(config)
     weights = config.backbone_weights or None
-    kwargs = dict(include_top=False, weights=weights, pooling="avg", input_shape=(config.image_size, config.image_size, 3))
+    kwargs = dict(
+        include_top=False, weights=weights, pooling="avg", input_shape=(config.image_size, config.image_size, 3)
+    )
     if takes_0_255:
         kwargs["include_preprocessing"] = True
     try:
         return getattr(keras.applications, constructor_name)(**kwargs), takes_0_255
     except Exception as error:  # A failed download or a file for another network: many error types.
-        raise UserError(f"cannot load {config.backbone}'s weights {weights!r} ({type(error).__name__}: {error}); "
-                        "offline, pass --backbone_weights=FILE with the ImageNet weights without the top") from None
+        raise UserError(
+            f"cannot load {config.backbone}'s weights {weights!r} ({type(error).__name__}: {error}); "
+            "offline, pass --backbone_weights=FILE with the ImageNet weights without the top"
+        ) from None
 
 
 def train_classifier(model, images, labels, config, num_classes, verbose=1):
@@ -153,10 +170,20 @@ def train_classifier(model, images, labels, config, num_classes, verbose=1):
 
     counts = np.bincount(labels, minlength=num_classes)
     class_weight = {c: len(labels) / (num_classes * counts[c]) for c in range(num_classes) if counts[c]}
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    history = model.fit(images, labels, batch_size=config.batch_size, epochs=config.epochs, shuffle=True,
-                        class_weight=class_weight, verbose=verbose)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        images,
+        labels,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        shuffle=True,
+        class_weight=class_weight,
+        verbose=verbose,
+    )
     return model, float(history.history["accuracy"][-1])
 
 
@@ -183,9 +210,14 @@ def load_classifier(path, class_names):
         raise UserError(f"--classifier={path} has no {os.path.basename(record_file)} beside it; {how}")
     record = read_json(record_file, how)
     if record.get("classes") != class_names:
-        raise UserError(f"--classifier={path} was trained on classes {record.get('classes')}, --real has "
-                        f"{class_names}; {how}")
-    return load_model_file(path, "judge classifier", how), JudgeConfig(**record["config"]), record.get("training_accuracy")
+        raise UserError(
+            f"--classifier={path} was trained on classes {record.get('classes')}, --real has {class_names}; {how}"
+        )
+    return (
+        load_model_file(path, "judge classifier", how),
+        JudgeConfig(**record["config"]),
+        record.get("training_accuracy"),
+    )
 
 
 def outside_real(real_features, real_labels, synthetic_features, synthetic_labels, class_names):
@@ -209,8 +241,13 @@ def outside_real(real_features, real_labels, synthetic_features, synthetic_label
     to_centres = np.linalg.norm(synthetic_features[:, None, :] - centres[None], axis=2)
     outside = (to_centres > radii).all(axis=1)
     result = {"overall": float(outside.mean())}
-    result.update({name: float(outside[synthetic_labels == c].mean()) for c, name in enumerate(class_names)
-                   if (synthetic_labels == c).any()})
+    result.update(
+        {
+            name: float(outside[synthetic_labels == c].mean())
+            for c, name in enumerate(class_names)
+            if (synthetic_labels == c).any()
+        }
+    )
     return result
 
 
@@ -235,15 +272,25 @@ def distances(real_features, real_labels, synthetic_features, synthetic_labels, 
         subset = max(2, count // 2)
         kid, kid_std = kernel_distance(synthetic, real_a, subset_size=subset, seed=seed)
         kid_floor, kid_floor_std = kernel_distance(real_b, real_a, subset_size=subset, seed=seed)
-        return {"count": int(count), "fid": frechet_distance(synthetic, real_a), "fid_real_floor": frechet_distance(real_b, real_a),
-                "fid_reliable": bool(count > real_features.shape[1]), "kid": kid, "kid_std": kid_std,
-                "kid_real_floor": kid_floor, "kid_real_floor_std": kid_floor_std}
+        return {
+            "count": int(count),
+            "fid": frechet_distance(synthetic, real_a),
+            "fid_real_floor": frechet_distance(real_b, real_a),
+            "fid_reliable": bool(count > real_features.shape[1]),
+            "kid": kid,
+            "kid_std": kid_std,
+            "kid_real_floor": kid_floor,
+            "kid_real_floor_std": kid_floor_std,
+        }
 
     result = {"overall": compare(half_a, half_b, synthetic_order)}
     for label, name in enumerate(class_names):
         if (synthetic_labels == label).any():
-            result[name] = compare(half_a[real_labels[half_a] == label], half_b[real_labels[half_b] == label],
-                                   synthetic_order[synthetic_labels[synthetic_order] == label])
+            result[name] = compare(
+                half_a[real_labels[half_a] == label],
+                half_b[real_labels[half_b] == label],
+                synthetic_order[synthetic_labels[synthetic_order] == label],
+            )
     return result
 
 
@@ -273,23 +320,33 @@ def judge_dataset(real_dir, synthetic_dir, out_dir, config=None, classifier_path
     if classifier is None:
         if verbose:
             print(f"Training the judge ({config.backbone}) on {len(x_train)} real images")
-        classifier, training_accuracy = train_classifier(build_classifier(len(class_names), config), x_train, y_train,
-                                                         config, len(class_names), verbose)
+        classifier, training_accuracy = train_classifier(
+            build_classifier(len(class_names), config), x_train, y_train, config, len(class_names), verbose
+        )
         with atomic_path(os.path.join(out_dir, CLASSIFIER_FILE)) as tmp:
             classifier.save(tmp)
-        write_json(record_path(os.path.join(out_dir, CLASSIFIER_FILE)),
-                   {"classes": class_names, "config": dataclasses.asdict(config), "training_accuracy": training_accuracy})
+        write_json(
+            record_path(os.path.join(out_dir, CLASSIFIER_FILE)),
+            {"classes": class_names, "config": dataclasses.asdict(config), "training_accuracy": training_accuracy},
+        )
     real_features, real_probabilities = predict(classifier, real_x, config.batch_size)
     syn_features, syn_probabilities = predict(classifier, x_syn, config.batch_size)
     held_accuracy = float((real_probabilities[held_out].argmax(1) == y_held).mean())
 
     summary = {
-        "real_dir": os.path.abspath(real_dir), "synthetic_dir": os.path.abspath(synthetic_dir), "classes": class_names,
+        "real_dir": os.path.abspath(real_dir),
+        "synthetic_dir": os.path.abspath(synthetic_dir),
+        "classes": class_names,
         "real_classes_not_generated": sorted(set(class_names) - set(synthetic)),
-        "classifier": {"backbone": config.backbone, "image_size": config.image_size, "train_count": len(x_train),
-                       "held_out_count": len(x_held), "training_accuracy": training_accuracy,
-                       "held_out_accuracy": held_accuracy,
-                       "file": os.path.abspath(classifier_path or os.path.join(out_dir, CLASSIFIER_FILE))},
+        "classifier": {
+            "backbone": config.backbone,
+            "image_size": config.image_size,
+            "train_count": len(x_train),
+            "held_out_count": len(x_held),
+            "training_accuracy": training_accuracy,
+            "held_out_accuracy": held_accuracy,
+            "file": os.path.abspath(classifier_path or os.path.join(out_dir, CLASSIFIER_FILE)),
+        },
         "synthetic": _class_report(syn_probabilities, y_syn, class_names),
         "outside_real": outside_real(real_features, real_y, syn_features, y_syn, class_names),
         "distances": distances(real_features, real_y, syn_features, y_syn, class_names, config.seed),
@@ -298,11 +355,17 @@ def judge_dataset(real_dir, synthetic_dir, out_dir, config=None, classifier_path
     if config.tstr:
         if verbose:
             print(f"Train on synthetic, test on real: training the same classifier on {len(x_syn)} synthetic images")
-        tstr_model, _ = train_classifier(build_classifier(len(class_names), config), x_syn, y_syn, config, len(class_names),
-                                         verbose)
+        tstr_model, _ = train_classifier(
+            build_classifier(len(class_names), config), x_syn, y_syn, config, len(class_names), verbose
+        )
         tstr_accuracy = float((predict(tstr_model, x_held, config.batch_size)[1].argmax(1) == y_held).mean())
-        summary["tstr"] = {"train_on_synthetic_accuracy": tstr_accuracy, "train_on_real_accuracy": held_accuracy,
-                           "synthetic_train_count": len(x_syn), "real_train_count": len(x_train), "test_count": len(x_held)}
+        summary["tstr"] = {
+            "train_on_synthetic_accuracy": tstr_accuracy,
+            "train_on_real_accuracy": held_accuracy,
+            "synthetic_train_count": len(x_syn),
+            "real_train_count": len(x_train),
+            "test_count": len(x_held),
+        }
 
     _write_predictions(out_dir, synthetic_dir, synthetic_items, syn_probabilities, class_names)
     _write_figures(out_dir, summary, x_syn, y_syn, syn_probabilities, real_x, real_y, class_names)
@@ -314,13 +377,17 @@ def classifier_warnings(classifier):
     """One line per reason to doubt the judge's own figures."""
     training, held_out = classifier["training_accuracy"], classifier["held_out_accuracy"]
     if training is not None and training - held_out > TRAINING_GAP_WARNING:
-        return [f"the judge's classifier scored {training:.1%} in training but {held_out:.1%} on held-out real images, "
-                "so its figures are unreliable; try more --epochs, more real images, or another --backbone"]
+        return [
+            f"the judge's classifier scored {training:.1%} in training but {held_out:.1%} on held-out real images, "
+            "so its figures are unreliable; try more --epochs, more real images, or another --backbone"
+        ]
     return []
 
 
 def _read(items, size):
-    return read_grayscale_images([path for path, _ in items], size), np.array([label for _, label in items], dtype=np.int64)
+    return read_grayscale_images([path for path, _ in items], size), np.array(
+        [label for _, label in items], dtype=np.int64
+    )
 
 
 def _class_report(probabilities, intended, class_names):
@@ -346,8 +413,12 @@ def _class_report(probabilities, intended, class_names):
 def _write_predictions(out_dir, synthetic_dir, items, probabilities, class_names):
     rows = []
     for (path, label), p in zip(items, probabilities):
-        row = {"file": os.path.relpath(path, synthetic_dir).replace(os.sep, "/"), "intended_class": class_names[label],
-               "predicted_class": class_names[int(p.argmax())], "confidence": f"{p.max():.4f}"}
+        row = {
+            "file": os.path.relpath(path, synthetic_dir).replace(os.sep, "/"),
+            "intended_class": class_names[label],
+            "predicted_class": class_names[int(p.argmax())],
+            "confidence": f"{p.max():.4f}",
+        }
         row.update({f"p_{name}": f"{value:.4f}" for name, value in zip(class_names, p)})
         rows.append(row)
     write_csv(os.path.join(out_dir, "predictions.csv"), rows)
@@ -355,9 +426,14 @@ def _write_predictions(out_dir, synthetic_dir, items, probabilities, class_names
 
 def _write_figures(out_dir, summary, x_syn, y_syn, probabilities, real_x, real_y, class_names):
     synthetic = summary["synthetic"]
-    plots.save_matrix(os.path.join(out_dir, "confusion_matrix.png"), synthetic["confusion_matrix"], "predicted class",
-                      "intended class", f"Synthetic images through the judge: {synthetic['accuracy_vs_intended']:.1%} as intended",
-                      labels=class_names)
+    plots.save_matrix(
+        os.path.join(out_dir, "confusion_matrix.png"),
+        synthetic["confusion_matrix"],
+        "predicted class",
+        "intended class",
+        f"Synthetic images through the judge: {synthetic['accuracy_vs_intended']:.1%} as intended",
+        labels=class_names,
+    )
     rows = {}
     for label, name in enumerate(class_names):
         mine = np.flatnonzero(y_syn == label)
@@ -367,15 +443,32 @@ def _write_figures(out_dir, summary, x_syn, y_syn, probabilities, real_x, real_y
         rows[f"{name}\nreal"] = to_uint8(real_x[real_y == label][:GRID_IMAGES], (0.0, 1.0))
         rows[f"{name}\nmost convincing"] = to_uint8(x_syn[by_belief[:GRID_IMAGES]], (0.0, 1.0))
         rows[f"{name}\nleast convincing"] = to_uint8(x_syn[by_belief[::-1][:GRID_IMAGES]], (0.0, 1.0))
-    plots.save_labelled_grid(os.path.join(out_dir, "convincing.png"), rows, GRID_IMAGES,
-                             title="Real images, and the synthetic ones the judge finds most and least like their class")
-    plots.save_table(os.path.join(out_dir, "metrics.png"), *metric_table(summary),
-                     title="Synthetic against real (lower FID/KID is better; the real floor is the best reachable)")
+    plots.save_labelled_grid(
+        os.path.join(out_dir, "convincing.png"),
+        rows,
+        GRID_IMAGES,
+        title="Real images, and the synthetic ones the judge finds most and least like their class",
+    )
+    plots.save_table(
+        os.path.join(out_dir, "metrics.png"),
+        *metric_table(summary),
+        title="Synthetic against real (lower FID/KID is better; the real floor is the best reachable)",
+    )
 
 
 def metric_table(summary):
     """(columns, rows of strings): overall and per class, the figures with their real floors."""
-    columns = ["class", "images", "accuracy", "confidence", "outside real", "FID", "FID real floor", "KID", "KID real floor"]
+    columns = [
+        "class",
+        "images",
+        "accuracy",
+        "confidence",
+        "outside real",
+        "FID",
+        "FID real floor",
+        "KID",
+        "KID real floor",
+    ]
     synthetic, distance, outside = summary["synthetic"], summary["distances"], summary["outside_real"]
     rows = []
     for name in ["overall"] + [n for n in summary["classes"] if n in distance]:
@@ -388,8 +481,12 @@ def metric_table(summary):
         cells = [_cell(v) for v in figures] + [f"{outside[name]:.1%}"]
         if d:
             mark = "" if d["fid_reliable"] else "*"
-            cells += [_cell(d["fid"]) + mark, _cell(d["fid_real_floor"]) + mark,
-                      f"{d['kid']:.3g} ± {d['kid_std']:.2g}", f"{d['kid_real_floor']:.3g} ± {d['kid_real_floor_std']:.2g}"]
+            cells += [
+                _cell(d["fid"]) + mark,
+                _cell(d["fid_real_floor"]) + mark,
+                f"{d['kid']:.3g} ± {d['kid_std']:.2g}",
+                f"{d['kid_real_floor']:.3g} ± {d['kid_real_floor_std']:.2g}",
+            ]
         else:
             cells += ["-"] * 4
         rows.append([name] + cells)
@@ -408,19 +505,29 @@ def format_summary(summary):
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in cells]
     classifier = summary["classifier"]
     training = classifier["training_accuracy"]
-    lines.append(f"Judge: {classifier['backbone']}, {classifier['held_out_accuracy']:.1%} on {classifier['held_out_count']} "
-                 "held-out real images" + ("." if training is None else f" ({training:.1%} in training)."))
+    lines.append(
+        f"Judge: {classifier['backbone']}, {classifier['held_out_accuracy']:.1%} on {classifier['held_out_count']} "
+        "held-out real images" + ("." if training is None else f" ({training:.1%} in training).")
+    )
     count = (summary["distances"]["overall"] or {}).get("count")
-    lines.append(f"FID/KID compare {count} synthetic with {count} real images; the floor compares two real halves of that size.")
-    lines.append(f"Outside real: share of images farther from every real class than {OUTSIDE_PERCENTILE:g}% of its real "
-                 "images are (about 1% for real images).")
+    lines.append(
+        f"FID/KID compare {count} synthetic with {count} real images; the floor compares two real halves of that size."
+    )
+    lines.append(
+        f"Outside real: share of images farther from every real class than {OUTSIDE_PERCENTILE:g}% of its real "
+        "images are (about 1% for real images)."
+    )
     if any(d and not d["fid_reliable"] for d in summary["distances"].values()):
-        lines.append(f"* No more images than the {FEATURE_DIMS} feature dimensions: FID is unreliable there; "
-                     "trust KID and its spread.")
+        lines.append(
+            f"* No more images than the {FEATURE_DIMS} feature dimensions: FID is unreliable there; "
+            "trust KID and its spread."
+        )
     if "tstr" in summary:
         tstr = summary["tstr"]
-        lines.append(f"Train on synthetic, test on real: {tstr['train_on_synthetic_accuracy']:.1%} "
-                     f"(train on real: {tstr['train_on_real_accuracy']:.1%}), on {tstr['test_count']} held-out real images.")
+        lines.append(
+            f"Train on synthetic, test on real: {tstr['train_on_synthetic_accuracy']:.1%} "
+            f"(train on real: {tstr['train_on_real_accuracy']:.1%}), on {tstr['test_count']} held-out real images."
+        )
     if summary["real_classes_not_generated"]:
         lines.append(f"Real classes with no synthetic images: {', '.join(summary['real_classes_not_generated'])}.")
     lines += [f"Warning: {warning}" for warning in summary["warnings"]]

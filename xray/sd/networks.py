@@ -7,6 +7,7 @@ come from, and nothing is fetched here. Whatever loads them writes with `assign_
 import keras
 import numpy as np
 import tensorflow as tf
+
 # KerasCV exports none of Stable Diffusion's layers: keras_cv.src, held by setup.py's keras-cv==0.9.0 pin
 # (tests/test_private_apis.py).
 from keras_cv.src.models.stable_diffusion.decoder import Decoder

@@ -13,6 +13,7 @@ import dataclasses
 import math
 
 import numpy as np
+
 # KerasCV's own schedule: private, held by setup.py's keras-cv==0.9.0 pin (tests/test_private_apis.py).
 from keras_cv.src.models.stable_diffusion.constants import _ALPHAS_CUMPROD
 
@@ -50,7 +51,9 @@ class NoiseSchedule:
         """
         prediction = config.get("prediction_type", "epsilon")
         if prediction != "epsilon":
-            raise UserError(f"{source}: prediction_type {prediction!r} is not supported; Stable Diffusion 1.x checkpoints predict 'epsilon' (v-prediction is SD 2.x)")
+            raise UserError(
+                f"{source}: prediction_type {prediction!r} is not supported; Stable Diffusion 1.x checkpoints predict 'epsilon' (v-prediction is SD 2.x)"
+            )
         steps = int(config.get("num_train_timesteps", 1000))
         beta_start, beta_end = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
         kind = config.get("beta_schedule", "scaled_linear")
@@ -65,7 +68,13 @@ class NoiseSchedule:
             raise UserError(f"{source}: timestep_spacing {spacing!r} is not one of {', '.join(_SPACINGS)}")
         alphas_cumprod = np.cumprod(1.0 - betas)
         final = 1.0 if config.get("set_alpha_to_one", False) else float(alphas_cumprod[0])
-        return cls(alphas_cumprod, spacing, int(config.get("steps_offset", 0)), final, source=config.get("_class_name", "scheduler_config"))
+        return cls(
+            alphas_cumprod,
+            spacing,
+            int(config.get("steps_offset", 0)),
+            final,
+            source=config.get("_class_name", "scheduler_config"),
+        )
 
     def timesteps(self, num_steps):
         """The training timesteps visited, noisiest first (diffusers' definitions of each spacing)."""
@@ -87,8 +96,10 @@ def tokenize(tokenizer, text):
     """CLIP token ids padded to MAX_PROMPT_TOKENS, or a `UserError` if the text is longer than Stable Diffusion reads."""
     ids = tokenizer.encode(text)  # With the start and end tokens.
     if len(ids) > MAX_PROMPT_TOKENS:
-        raise UserError(f"prompt {text[:60]!r}... is {len(ids) - 2} tokens; Stable Diffusion reads at most "
-                        f"{MAX_PROMPT_TOKENS - 2}: shorten it")
+        raise UserError(
+            f"prompt {text[:60]!r}... is {len(ids) - 2} tokens; Stable Diffusion reads at most "
+            f"{MAX_PROMPT_TOKENS - 2}: shorten it"
+        )
     return ids + [END_OF_TEXT] * (MAX_PROMPT_TOKENS - len(ids))
 
 
@@ -132,11 +143,16 @@ def sample_latents(models, noise, context, unconditional_context, num_steps, gui
         a_t = alphas[timestep]
         a_prev = alphas[timesteps[i + 1]] if i + 1 < len(timesteps) else schedule.final_alpha_cumprod
         latents_in = np.concatenate([latent, latent]) if guided else latent
-        eps = np.asarray(models.diffusion_model.predict_on_batch({
-            "latent": latents_in,
-            "timestep_embedding": timestep_embedding(timestep, len(latents_in)),
-            "context": contexts,
-        }), dtype=np.float32)
+        eps = np.asarray(
+            models.diffusion_model.predict_on_batch(
+                {
+                    "latent": latents_in,
+                    "timestep_embedding": timestep_embedding(timestep, len(latents_in)),
+                    "context": contexts,
+                }
+            ),
+            dtype=np.float32,
+        )
         if guided:
             eps_unconditional, eps_conditional = eps[:batch], eps[batch:]
             eps = eps_unconditional + guidance_scale * (eps_conditional - eps_unconditional)

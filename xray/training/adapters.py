@@ -50,7 +50,9 @@ def merged_values(adapters):
     for module, layer in adapters.items():
         # Dense._kernel (private, held by setup.py's keras pin) is W once LoRA is on; `kernel` is then W + A B.
         frozen = layer._kernel
-        values[id(frozen)] = merged_kernel(frozen, tensors[f"{module}.lora_A.weight"], tensors[f"{module}.lora_B.weight"])
+        values[id(frozen)] = merged_kernel(
+            frozen, tensors[f"{module}.lora_A.weight"], tensors[f"{module}.lora_B.weight"]
+        )
         values[id(layer.lora_kernel_a)] = values[id(layer.lora_kernel_b)] = None
     return values
 
@@ -60,8 +62,10 @@ def load_adapters_into(adapters, path, flag="--init_lora"):
     values, record = read_adapters(path, flag)
     rank = next(iter(adapters.values())).lora_rank
     if set(values) != set(adapters) or record.get("rank", rank) != rank:
-        raise UserError(f"{flag}={path} has rank {record.get('rank')} adapters on {len(values)} modules; this run trains "
-                        f"rank {rank} on {len(adapters)}: match --lora_rank and the target flags to the file")
+        raise UserError(
+            f"{flag}={path} has rank {record.get('rank')} adapters on {len(values)} modules; this run trains "
+            f"rank {rank} on {len(adapters)}: match --lora_rank and the target flags to the file"
+        )
     for module, (a, b) in values.items():
         adapters[module].lora_kernel_a.assign(a.T)
         adapters[module].lora_kernel_b.assign(b.T)

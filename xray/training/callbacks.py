@@ -34,8 +34,9 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         steps = (epoch + 1) * self.every
-        finite = all(np.isfinite(row["loss"]) for row in self.history[-self.every:]) and all(
-            np.isfinite(np.asarray(v)).all() for v in self.model.trainable_variables)
+        finite = all(np.isfinite(row["loss"]) for row in self.history[-self.every :]) and all(
+            np.isfinite(np.asarray(v)).all() for v in self.model.trainable_variables
+        )
         if not finite:
             self.stopped_on_nan = True
             self.model.stop_training = True
@@ -71,8 +72,12 @@ class SampleRow(keras.callbacks.Callback):
         for step, path in step_files(self.samples_dir, "png"):
             with Image.open(path) as strip:
                 rows[f"step {step}"] = np.split(np.asarray(strip), len(self.prompts), axis=1)
-        plots.save_labelled_grid(self.progress_path, rows, len(self.prompts),
-                                 title="Fixed prompts and seeds, left to right: " + " | ".join(p[:30] for p in self.prompts))
+        plots.save_labelled_grid(
+            self.progress_path,
+            rows,
+            len(self.prompts),
+            title="Fixed prompts and seeds, left to right: " + " | ".join(p[:30] for p in self.prompts),
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         steps = (epoch + 1) * self.checkpoint_every
@@ -83,15 +88,31 @@ class SampleRow(keras.callbacks.Callback):
 def write_losses(out_dir, history, probe_history):
     """history.csv, probe_loss.csv and loss_curve.png (both on one plot)."""
     write_csv(os.path.join(out_dir, "history.csv"), [{"step": r["step"], "loss": f"{r['loss']:.6f}"} for r in history])
-    write_csv(os.path.join(out_dir, "probe_loss.csv"), [{"step": r["step"], "probe_loss": f"{r['probe_loss']:.6f}"} for r in probe_history])
+    write_csv(
+        os.path.join(out_dir, "probe_loss.csv"),
+        [{"step": r["step"], "probe_loss": f"{r['probe_loss']:.6f}"} for r in probe_history],
+    )
     losses = [r["loss"] for r in history]
-    plots.save_curves(os.path.join(out_dir, "loss_curve.png"), [r["step"] for r in history],
-                      {"loss, each batch": losses, "moving average (50 batches)": _moving_average(losses, 50),
-                       f"loss on {PROBE_BATCHES} fixed probe batches": ([r["step"] for r in probe_history],
-                                                                         [r["probe_loss"] for r in probe_history])},
-                      "batch", "MSE on the noise", "Fine-tuning loss", log_y=True)
+    plots.save_curves(
+        os.path.join(out_dir, "loss_curve.png"),
+        [r["step"] for r in history],
+        {
+            "loss, each batch": losses,
+            "moving average (50 batches)": _moving_average(losses, 50),
+            f"loss on {PROBE_BATCHES} fixed probe batches": (
+                [r["step"] for r in probe_history],
+                [r["probe_loss"] for r in probe_history],
+            ),
+        },
+        "batch",
+        "MSE on the noise",
+        "Fine-tuning loss",
+        log_y=True,
+    )
 
 
 def _moving_average(values, window):
     cumulative = np.cumsum(np.insert(np.asarray(values, dtype=np.float64), 0, 0.0))
-    return [float((cumulative[i + 1] - cumulative[max(0, i + 1 - window)]) / min(window, i + 1)) for i in range(len(values))]
+    return [
+        float((cumulative[i + 1] - cumulative[max(0, i + 1 - window)]) / min(window, i + 1)) for i in range(len(values))
+    ]

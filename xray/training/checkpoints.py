@@ -14,8 +14,11 @@ _STEP_FILE = re.compile(r"step_(\d+)\.(npz|png)$")
 
 def step_files(directory, extension):
     """[(step, path)] of the `step_NNNNNN.<extension>` files in `directory`, by step."""
-    found = [(int(m.group(1)), path) for path in glob.glob(os.path.join(directory, f"step_*.{extension}"))
-             if (m := _STEP_FILE.search(path))]
+    found = [
+        (int(m.group(1)), path)
+        for path in glob.glob(os.path.join(directory, f"step_*.{extension}"))
+        if (m := _STEP_FILE.search(path))
+    ]
     return sorted(found)
 
 
@@ -43,8 +46,10 @@ def restore_checkpoint(path, model):
         variables = list(model.trainable_variables)
         optimizer_variables = list(model.optimizer.variables)
         if sum(k.startswith("trainable_") for k in saved.files) != len(variables):
-            raise UserError(f"{path} was written by a run that trained other weights; use a new --output_dir, "
-                            "or the flags that run used")
+            raise UserError(
+                f"{path} was written by a run that trained other weights; use a new --output_dir, "
+                "or the flags that run used"
+            )
         for i, variable in enumerate(variables):
             variable.assign(saved[f"trainable_{i}"])
         for i, variable in enumerate(optimizer_variables):

@@ -44,12 +44,19 @@ def training_examples(data_dir, caption_template=DEFAULT_CAPTION_TEMPLATE, class
     if class_prompts is not None:
         missing = sorted(set(classes) - set(class_prompts))
         if missing:
-            raise UserError(f"class folder {missing[0]!r} has no prompt in --prompt_file; add one, or leave out --prompt_file "
-                            "to caption classes with --caption_template")
+            raise UserError(
+                f"class folder {missing[0]!r} has no prompt in --prompt_file; add one, or leave out --prompt_file "
+                "to caption classes with --caption_template"
+            )
     if "{class_name}" not in caption_template:
         raise UserError(f"--caption_template={caption_template!r} lacks {{class_name}}")
-    return [Example(path, class_prompts[name] if class_prompts else caption_template.format(class_name=name.replace("_", " ")))
-            for name, paths in classes.items() for path in paths]
+    return [
+        Example(
+            path, class_prompts[name] if class_prompts else caption_template.format(class_name=name.replace("_", " "))
+        )
+        for name, paths in classes.items()
+        for path in paths
+    ]
 
 
 def read_training_images(examples, image_size):
@@ -63,8 +70,10 @@ def read_training_images(examples, image_size):
             first_channels = channels
         elif channels != first_channels:
             kinds = {1: "grayscale", 3: "colour"}
-            raise UserError(f"{example.path} is {kinds[channels]} but {examples[0].path} is {kinds[first_channels]}: "
-                            "mixed channel counts; convert the folder to one kind")
+            raise UserError(
+                f"{example.path} is {kinds[channels]} but {examples[0].path} is {kinds[first_channels]}: "
+                "mixed channel counts; convert the folder to one kind"
+            )
         images[i] = np.round(np.broadcast_to(pixels, (image_size, image_size, 3)) * 255).astype(np.uint8)
     return images
 

@@ -79,16 +79,22 @@ def sample_prompts(examples):
 def check_schedule(config):
     """A one-line error unless checkpoints and samples fall on whole numbers of updates."""
     if config.max_steps % config.checkpoint_every:
-        raise UserError(f"--max_steps={config.max_steps} must be a multiple of --checkpoint_every={config.checkpoint_every}")
+        raise UserError(
+            f"--max_steps={config.max_steps} must be a multiple of --checkpoint_every={config.checkpoint_every}"
+        )
     if config.sample_every and config.sample_every % config.checkpoint_every:
-        raise UserError(f"--sample_every={config.sample_every} must be a multiple of --checkpoint_every={config.checkpoint_every}")
+        raise UserError(
+            f"--sample_every={config.sample_every} must be a multiple of --checkpoint_every={config.checkpoint_every}"
+        )
 
 
 def training_inputs(images, image_encoder, config):
     """(x, the encoder to run in each step): latents encoded once, or images and the frozen encoder."""
     if config.cache_latents:
-        latents = [np.asarray(image_encoder.predict_on_batch(to_model_range(images[i : i + 4])), dtype=np.float32)
-                   for i in range(0, len(images), 4)]
+        latents = [
+            np.asarray(image_encoder.predict_on_batch(to_model_range(images[i : i + 4])), dtype=np.float32)
+            for i in range(0, len(images), 4)
+        ]
         return np.concatenate(latents), None
     image_encoder.trainable = False
     return to_model_range(images), image_encoder
@@ -107,8 +113,9 @@ def enable_training(models, config, init_lora):
         groups = ("attention", "feed_forward") if config.lora_feed_forward else ("attention",)
         adapters = add_adapters("diffusion_model", models.diffusion_model, config.lora_rank, groups, config.seed)
         if config.lora_text_encoder:
-            text_adapters = add_adapters("text_encoder", models.text_encoder, config.lora_rank, ("attention",),
-                                         config.seed + 10_000)
+            text_adapters = add_adapters(
+                "text_encoder", models.text_encoder, config.lora_rank, ("attention",), config.seed + 10_000
+            )
             adapters.update(text_adapters)
         if init_lora:
             load_adapters_into(adapters, init_lora)
@@ -167,19 +174,32 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
 
     os.makedirs(out_dir, exist_ok=True)
     weights_path = os.path.join(out_dir, FULL_UNET_FILE if config.full_unet else ADAPTERS_FILE)
-    record = {"base_weights": models.weight_source, "image_size": config.image_size, "trained_on": len(examples),
-              "targets": trained_parts(config)}
-    write_json(os.path.join(out_dir, "config.json"), dict(record, config=dataclasses.asdict(config), captions=captions[:-1]))
+    record = {
+        "base_weights": models.weight_source,
+        "image_size": config.image_size,
+        "trained_on": len(examples),
+        "targets": trained_parts(config),
+    }
+    write_json(
+        os.path.join(out_dir, "config.json"), dict(record, config=dataclasses.asdict(config), captions=captions[:-1])
+    )
 
     batches_done, checkpoint = latest_checkpoint(os.path.join(out_dir, "checkpoints"))
     if checkpoint:
         batches_done = restore_checkpoint(checkpoint, model)
         if verbose:
-            print(f"Resuming from {checkpoint}: {batches_done // batches_per_update} of {config.max_steps} updates done")
-    history = [{"step": int(r["step"]), "loss": float(r["loss"])} for r in read_csv(os.path.join(out_dir, "history.csv"))]
+            print(
+                f"Resuming from {checkpoint}: {batches_done // batches_per_update} of {config.max_steps} updates done"
+            )
+    history = [
+        {"step": int(r["step"]), "loss": float(r["loss"])} for r in read_csv(os.path.join(out_dir, "history.csv"))
+    ]
     history = history[:batches_done]
-    probe_history = [{"step": int(r["step"]), "probe_loss": float(r["probe_loss"])}
-                     for r in read_csv(os.path.join(out_dir, "probe_loss.csv")) if int(r["step"]) <= batches_done]
+    probe_history = [
+        {"step": int(r["step"]), "probe_loss": float(r["probe_loss"])}
+        for r in read_csv(os.path.join(out_dir, "probe_loss.csv"))
+        if int(r["step"]) <= batches_done
+    ]
     probe_batches = plan.dataset(PROBE_FIRST, PROBE_BATCHES)
 
     def probe():
@@ -200,23 +220,45 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
     checkpointer = Checkpoint(out_dir, every, save_weights, history, probe_history, probe)
     callbacks = [checkpointer, keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard"), update_freq="epoch")]
     if config.sample_every:
-        sampler = SampleRow(models, sample_prompts(examples), out_dir, config.sample_every * batches_per_update, every,
-                            config.sample_steps, config.seed)
+        sampler = SampleRow(
+            models,
+            sample_prompts(examples),
+            out_dir,
+            config.sample_every * batches_per_update,
+            every,
+            config.sample_steps,
+            config.seed,
+        )
         if batches_done == 0:
             sampler.draw(0)
         callbacks.append(sampler)
     start = time.perf_counter()
     if batches_done < total:
-        model.fit(plan.dataset(batches_done, total - batches_done), epochs=total // every, steps_per_epoch=every,
-                  initial_epoch=batches_done // every, callbacks=callbacks, shuffle=False, verbose=verbose)
+        model.fit(
+            plan.dataset(batches_done, total - batches_done),
+            epochs=total // every,
+            steps_per_epoch=every,
+            initial_epoch=batches_done // every,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=verbose,
+        )
     seconds = time.perf_counter() - start
     if checkpointer.stopped_on_nan:
         good, _ = latest_checkpoint(os.path.join(out_dir, "checkpoints"))
-        raise UserError(f"the loss or a weight became NaN or infinite before update {len(history) // batches_per_update}; "
-                        f"the last good checkpoint ({good // batches_per_update} updates) and {os.path.basename(weights_path)} "
-                        "are kept: lower --learning_rate and run again")
-    return FinetuneResult(len(history) // batches_per_update, seconds, probe_history[0]["probe_loss"],
-                          probe_history[-1]["probe_loss"], weights_path, adapters)
+        raise UserError(
+            f"the loss or a weight became NaN or infinite before update {len(history) // batches_per_update}; "
+            f"the last good checkpoint ({good // batches_per_update} updates) and {os.path.basename(weights_path)} "
+            "are kept: lower --learning_rate and run again"
+        )
+    return FinetuneResult(
+        len(history) // batches_per_update,
+        seconds,
+        probe_history[0]["probe_loss"],
+        probe_history[-1]["probe_loss"],
+        weights_path,
+        adapters,
+    )
 
 
 def write_merged(out_dir, models, image_encoder, adapters, weights, weights_path=""):
@@ -229,8 +271,10 @@ def write_merged(out_dir, models, image_encoder, adapters, weights, weights_path
     """
     networks = [models.text_encoder, models.diffusion_model, models.decoder, image_encoder]
     if any(weight.dtype in ("bfloat16", "float16") for network in networks for weight in network.weights):
-        raise ValueError("write_merged needs networks loaded with frozen=False: frozen ones hold their weights rounded "
-                         "to the compute dtype, and merged files would keep the rounding")
+        raise ValueError(
+            "write_merged needs networks loaded with frozen=False: frozen ones hold their weights rounded "
+            "to the compute dtype, and merged files would keep the rounding"
+        )
     values = merged_values(adapters)
     os.makedirs(out_dir, exist_ok=True)
     for name, (file_name, _) in KERAS_CV_FILES.items():
@@ -242,6 +286,8 @@ def write_merged(out_dir, models, image_encoder, adapters, weights, weights_path
             scheduler = open_checkpoint(weights_path).read_config("scheduler", "scheduler_config.json")
         else:
             scheduler = read_conversion(weights_path)["scheduler"]
-        write_json(os.path.join(out_dir, CONVERSION_FILE), {"source": models.weight_source, "scheduler": scheduler,
-                                                             "numerics": "diffusers"})
+        write_json(
+            os.path.join(out_dir, CONVERSION_FILE),
+            {"source": models.weight_source, "scheduler": scheduler, "numerics": "diffusers"},
+        )
     return out_dir

@@ -34,8 +34,14 @@ class AdamW(keras.optimizers.Adam):
             lr = ops.cast(learning_rate, dtype)
             step = ops.cast(self.iterations + 1, dtype)
             beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
-            adam = {"lr": lr, "beta1": beta_1, "beta2": beta_2, "epsilon": ops.cast(self.epsilon, dtype),
-                    "beta1_power": ops.power(beta_1, step), "beta2_power": ops.power(beta_2, step)}
+            adam = {
+                "lr": lr,
+                "beta1": beta_1,
+                "beta2": beta_2,
+                "epsilon": ops.cast(self.epsilon, dtype),
+                "beta1_power": ops.power(beta_1, step),
+                "beta2_power": ops.power(beta_2, step),
+            }
             self._factors[dtype] = adam, lr * self.decoupled_weight_decay
         return self._factors[dtype]
 
@@ -44,5 +50,10 @@ class AdamW(keras.optimizers.Adam):
         index = self._get_variable_index(variable)
         if self.decoupled_weight_decay:
             self.assign_sub(variable, variable * decay)
-        tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
-                                     grad=ops.cast(gradient, variable.dtype), **adam)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=self._momentums[index].handle,
+            v=self._velocities[index].handle,
+            grad=ops.cast(gradient, variable.dtype),
+            **adam,
+        )

@@ -49,7 +49,9 @@ class UpdatePlan:
     def dataset(self, first, count):
         """Batches number `first` to `first + count - 1`, as a tf.data pipeline."""
         example = self.batch(0)
-        signature = {key: tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype)) for key, value in example.items()}
+        signature = {
+            key: tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype)) for key, value in example.items()
+        }
         generator = lambda: (self.batch(number) for number in range(first, first + count))  # noqa: E731
         dataset = tf.data.Dataset.from_generator(generator, output_signature=signature)
         return dataset.apply(tf.data.experimental.assert_cardinality(count)).prefetch(2)

@@ -89,7 +89,8 @@ class DiffusionFineTuner(PrebuiltModel):
             positions = tf.broadcast_to(tf.range(tf.shape(data["tokens"])[1])[None], tf.shape(data["tokens"]))
             context = self.text_encoder({"tokens": data["tokens"], "positions": positions}, training=training)
         predicted = self.diffusion_model(
-            {"latent": noisy, "timestep_embedding": data["timestep_embedding"], "context": context}, training=training)
+            {"latent": noisy, "timestep_embedding": data["timestep_embedding"], "context": context}, training=training
+        )
         return tf.reduce_mean(tf.square(tf.cast(predicted, "float32") - data["noise"]))
 
     def train_step(self, data):
@@ -110,7 +111,11 @@ def training_optimizer(config):
     """AdamW with `config`'s learning rate, warmed up and then cosine-decayed, and its gradient
     accumulation."""
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, config.max_steps - config.warmup_steps), alpha=0.1,
-        warmup_target=config.learning_rate, warmup_steps=config.warmup_steps)
+        0.0,
+        decay_steps=max(1, config.max_steps - config.warmup_steps),
+        alpha=0.1,
+        warmup_target=config.learning_rate,
+        warmup_steps=config.warmup_steps,
+    )
     accumulation = config.gradient_accumulation
     return AdamW(schedule, weight_decay=1e-2, gradient_accumulation_steps=accumulation if accumulation > 1 else None)

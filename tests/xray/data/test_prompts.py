@@ -17,21 +17,26 @@ def test_builtin_prompts_cover_chest_and_bone_with_safe_unique_names():
         assert anatomy in text
 
 
-@pytest.mark.parametrize("raw, safe", [
-    ("Chest X-ray: Pneumonia", "chest_x-ray_pneumonia"),
-    ("../../etc/passwd", "etc_passwd"),
-    ("/absolute", "absolute"),
-    ("..", ""),
-    ("  Knee  OA ", "knee_oa"),
-])
+@pytest.mark.parametrize(
+    "raw, safe",
+    [
+        ("Chest X-ray: Pneumonia", "chest_x-ray_pneumonia"),
+        ("../../etc/passwd", "etc_passwd"),
+        ("/absolute", "absolute"),
+        ("..", ""),
+        ("  Knee  OA ", "knee_oa"),
+    ],
+)
 def test_safe_class_name_cannot_leave_the_dataset_folder(raw, safe):
     assert safe_class_name(raw) == safe
 
 
 def test_reads_yaml_and_json_with_optional_fields(tmp_path):
     yaml_file = tmp_path / "p.yaml"
-    yaml_file.write_text("- class: Chest Normal\n  prompt: healthy lungs\n  count: 3\n"
-                         "- class: wrist\n  prompt: wrist fracture\n  negative_prompt: cast\n")
+    yaml_file.write_text(
+        "- class: Chest Normal\n  prompt: healthy lungs\n  count: 3\n"
+        "- class: wrist\n  prompt: wrist fracture\n  negative_prompt: cast\n"
+    )
     assert load_prompt_file(str(yaml_file)) == [
         ClassPrompt("chest_normal", "healthy lungs", None, 3),
         ClassPrompt("wrist", "wrist fracture", "cast", None),
@@ -41,18 +46,21 @@ def test_reads_yaml_and_json_with_optional_fields(tmp_path):
     assert load_prompt_file(str(json_file)) == [ClassPrompt("knee", "knee x-ray")]
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("bad.json", '[{"class": "a", "prompt": "b"},\n {"class": "c" "prompt": "d"}]', "line 2"),
-    ("bad.yaml", "- class: a\n  prompt: b\n- class: [c\n", "line"),
-    ("empty.yaml", "", "non-empty list"),
-    ("map.yaml", "class: a\nprompt: b\n", "non-empty list"),
-    ("noprompt.yaml", "- class: a\n  prompt: b\n- class: c\n", "entry 2: 'prompt'"),
-    ("typo.yaml", "- class: a\n  prompt: b\n  negative: c\n", "entry 1: unknown key(s) 'negative'"),
-    ("count.yaml", "- class: a\n  prompt: b\n  count: 0\n", "entry 1: 'count'"),
-    ("dup.yaml", "- class: A\n  prompt: b\n- class: a\n  prompt: c\n", "class 'a' appears twice"),
-    ("nothing.yaml", "- class: '../..'\n  prompt: b\n", "entry 1: class '../..'"),
-    ("scalar.yaml", "- just a string\n", "entry 1: expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("bad.json", '[{"class": "a", "prompt": "b"},\n {"class": "c" "prompt": "d"}]', "line 2"),
+        ("bad.yaml", "- class: a\n  prompt: b\n- class: [c\n", "line"),
+        ("empty.yaml", "", "non-empty list"),
+        ("map.yaml", "class: a\nprompt: b\n", "non-empty list"),
+        ("noprompt.yaml", "- class: a\n  prompt: b\n- class: c\n", "entry 2: 'prompt'"),
+        ("typo.yaml", "- class: a\n  prompt: b\n  negative: c\n", "entry 1: unknown key(s) 'negative'"),
+        ("count.yaml", "- class: a\n  prompt: b\n  count: 0\n", "entry 1: 'count'"),
+        ("dup.yaml", "- class: A\n  prompt: b\n- class: a\n  prompt: c\n", "class 'a' appears twice"),
+        ("nothing.yaml", "- class: '../..'\n  prompt: b\n", "entry 1: class '../..'"),
+        ("scalar.yaml", "- just a string\n", "entry 1: expected a mapping"),
+    ],
+)
 def test_malformed_files_get_an_error_naming_the_place(tmp_path, name, text, message):
     path = tmp_path / name
     path.write_text(text)

@@ -4,25 +4,31 @@ import json
 
 import numpy as np
 import pytest
+from helpers.checks import import_peer
+from helpers.sd1_checkpoint import write_configs
 from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 from safetensors.numpy import load_file, save_file
 
-from helpers.checks import import_peer
 from genlab.errors import UserError
-from helpers.sd1_checkpoint import write_configs
+from xray.data.prompts import BUILTIN_PROMPTS
 from xray.formats import diffusers as bridge
 from xray.formats.export import network_tensors
 from xray.formats.safetensors_file import SafetensorsFile, write_safetensors
-from xray.data.prompts import BUILTIN_PROMPTS
-from xray.sd.sampler import NoiseSchedule, tokenize
 from xray.sd.networks import MAX_PROMPT_TOKENS, build_network
+from xray.sd.sampler import NoiseSchedule, tokenize
 
 PROMPTS = [p.prompt for p in BUILTIN_PROMPTS] + ["", "X-ray of a fractured radius bone"]
 
 
 def _with_weight_files(folder, text_encoder_tensors=None):
-    for sub, name in (("text_encoder", "model"), ("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model")):
-        tensors = text_encoder_tensors if sub == "text_encoder" and text_encoder_tensors else {"x": np.zeros(1, np.float32)}
+    for sub, name in (
+        ("text_encoder", "model"),
+        ("unet", "diffusion_pytorch_model"),
+        ("vae", "diffusion_pytorch_model"),
+    ):
+        tensors = (
+            text_encoder_tensors if sub == "text_encoder" and text_encoder_tensors else {"x": np.zeros(1, np.float32)}
+        )
         save_file(tensors, str(folder / sub / f"{name}.safetensors"))
     return folder
 
@@ -31,9 +37,13 @@ def test_safetensors_files_read_and_write_as_the_safetensors_package_does(tmp_pa
     import ml_dtypes
 
     rng = np.random.default_rng(0)
-    tensors = {"f32": rng.normal(size=(3, 5)).astype(np.float32), "f16": rng.normal(size=7).astype(np.float16),
-               "bf16": rng.normal(size=(2, 2)).astype(ml_dtypes.bfloat16), "i64": np.arange(77)[None],
-               "scalar": np.array(2.5, np.float32)}
+    tensors = {
+        "f32": rng.normal(size=(3, 5)).astype(np.float32),
+        "f16": rng.normal(size=7).astype(np.float16),
+        "bf16": rng.normal(size=(2, 2)).astype(ml_dtypes.bfloat16),
+        "i64": np.arange(77)[None],
+        "scalar": np.array(2.5, np.float32),
+    }
     theirs = tmp_path / "theirs.safetensors"
     save_file(tensors, str(theirs), metadata={"format": "pt"})
     with SafetensorsFile(str(theirs)) as f:
@@ -61,13 +71,16 @@ def test_refuses_pickled_weights(tmp_path, clip_bpe_path):
         bridge.open_checkpoint(str(single))
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(unet={"cross_attention_dim": 1024}), "unet/config.json has cross_attention_dim=1024 (that is SD 2.x)"),
-    (dict(unet={"use_linear_projection": True}), "use_linear_projection=True (that is SD 2.x)"),
-    (dict(unet={"addition_embed_type": "text_time"}), "addition_embed_type='text_time' (that is SDXL)"),
-    (dict(text_encoder={"hidden_size": 1024}), "text_encoder/config.json has hidden_size=1024 (that is SD 2.x)"),
-    (dict(vae={"latent_channels": 16}), "vae/config.json has latent_channels=16, SD 1.x has 4"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(unet={"cross_attention_dim": 1024}), "unet/config.json has cross_attention_dim=1024 (that is SD 2.x)"),
+        (dict(unet={"use_linear_projection": True}), "use_linear_projection=True (that is SD 2.x)"),
+        (dict(unet={"addition_embed_type": "text_time"}), "addition_embed_type='text_time' (that is SDXL)"),
+        (dict(text_encoder={"hidden_size": 1024}), "text_encoder/config.json has hidden_size=1024 (that is SD 2.x)"),
+        (dict(vae={"latent_channels": 16}), "vae/config.json has latent_channels=16, SD 1.x has 4"),
+    ],
+)
 def test_other_architectures_are_named(tmp_path, clip_bpe_path, overrides, message):
     write_configs(tmp_path, clip_bpe_path, **overrides)
     with pytest.raises(UserError, match="is not a Stable Diffusion 1.x checkpoint") as error:
@@ -81,12 +94,23 @@ def test_missing_or_misshapen_tensors_are_named(tmp_path, clip_bpe_path):
     before = [w.numpy().copy() for w in encoder.weights]
     # The text encoder's own weights under diffusers' names (the export's inverse mapping),
     # C-contiguous as PyTorch saves them (safetensors writes an array's raw buffer).
-    tensors = {name: np.ascontiguousarray(produce()) for name, _, _, produce in network_tensors("text_encoder", encoder)}
+    tensors = {
+        name: np.ascontiguousarray(produce()) for name, _, _, produce in network_tensors("text_encoder", encoder)
+    }
     write_configs(tmp_path, clip_bpe_path)
     cases = [
-        ({k: v for k, v in tensors.items() if k != "encoder.layers.5.mlp.fc2.bias"}, "lacks tensor 'encoder.layers.5.mlp.fc2.bias'"),
-        (dict(tensors, **{"final_layer_norm.weight": np.ones(512, np.float32)}), "tensor 'final_layer_norm.weight' has shape (512,), KerasCV needs (768,)"),
-        (dict(tensors, **{"encoder.layers.12.mlp.fc1.weight": np.ones(3, np.float32)}), "no place for, e.g. 'encoder.layers.12.mlp.fc1.weight'"),
+        (
+            {k: v for k, v in tensors.items() if k != "encoder.layers.5.mlp.fc2.bias"},
+            "lacks tensor 'encoder.layers.5.mlp.fc2.bias'",
+        ),
+        (
+            dict(tensors, **{"final_layer_norm.weight": np.ones(512, np.float32)}),
+            "tensor 'final_layer_norm.weight' has shape (512,), KerasCV needs (768,)",
+        ),
+        (
+            dict(tensors, **{"encoder.layers.12.mlp.fc1.weight": np.ones(3, np.float32)}),
+            "no place for, e.g. 'encoder.layers.12.mlp.fc1.weight'",
+        ),
     ]
     for case, message in cases:
         checkpoint = bridge.open_checkpoint(str(_with_weight_files(tmp_path, case)))
@@ -138,8 +162,14 @@ def test_schedule_follows_the_scheduler_config(tmp_path, clip_bpe_path):
 def test_timesteps_equal_diffusers_ddim_scheduler():
     diffusers = import_peer("diffusers")
     for spacing in ("leading", "trailing", "linspace"):
-        config = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
-                      set_alpha_to_one=False, timestep_spacing=spacing)
+        config = dict(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            steps_offset=1,
+            set_alpha_to_one=False,
+            timestep_spacing=spacing,
+        )
         reference = diffusers.DDIMScheduler(**config)
         reference.set_timesteps(25)
         ours = NoiseSchedule.from_diffusers_config(config, "test")

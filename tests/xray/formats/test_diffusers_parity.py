@@ -22,20 +22,20 @@ import shutil
 
 import numpy as np
 import pytest
-
 from helpers.checks import import_peer
 from helpers.numerics import array_digest, fingerprint
 from helpers.programs import run_program
 from helpers.sd1_checkpoint import write_checkpoint
+
 from xray import weights
-from xray.generation import dataset
-from xray.formats.diffusers import open_checkpoint
 from xray.config import XrayConfig
-from xray.generation.generate import generate_dataset
-from xray.formats.keras_cv_files import KERAS_CV_FILES
-from xray.sd.networks import MAX_PROMPT_TOKENS, NETWORKS
 from xray.data.prompts import BUILTIN_PROMPTS, ClassPrompt
+from xray.formats.diffusers import open_checkpoint
+from xray.formats.keras_cv_files import KERAS_CV_FILES
 from xray.formats.safetensors_file import SafetensorsFile
+from xray.generation import dataset
+from xray.generation.generate import generate_dataset
+from xray.sd.networks import MAX_PROMPT_TOKENS, NETWORKS
 from xray.sd.sampler import NoiseSchedule, encode_texts, timestep_embedding, tokenize
 from xray.training.adapters import add_adapters, load_adapters_into, save_adapters
 from xray.weights import load_stable_diffusion, load_tokenizer
@@ -78,7 +78,9 @@ def unet_output(network, timestep):
     torch = import_peer("torch")
     latent, context = unet_inputs(timestep)
     with torch.no_grad():
-        sample = network(torch.tensor(latent.transpose(0, 3, 1, 2)), timestep, encoder_hidden_states=torch.tensor(context)).sample
+        sample = network(
+            torch.tensor(latent.transpose(0, 3, 1, 2)), timestep, encoder_hidden_states=torch.tensor(context)
+        ).sample
     return sample.numpy().transpose(0, 2, 3, 1)
 
 
@@ -91,13 +93,18 @@ def diffusers_lora(network, path):
     from safetensors.torch import save_file
 
     torch.manual_seed(1)
-    network.add_adapter(peft.LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                                        init_lora_weights=False))
+    network.add_adapter(
+        peft.LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
     with torch.no_grad():
         for name, parameter in network.named_parameters():
             if "lora_B" in name:
                 parameter.mul_(0.05)  # PEFT's random B would swamp the output; trained adapters are small.
-    save_file({f"unet.{k}": v.contiguous() for k, v in get_peft_model_state_dict(network).items()}, path, metadata={"format": "pt"})
+    save_file(
+        {f"unet.{k}": v.contiguous() for k, v in get_peft_model_state_dict(network).items()},
+        path,
+        metadata={"format": "pt"},
+    )
     return unet_output(network, LORA_TIMESTEP)
 
 
@@ -114,7 +121,9 @@ def checkpoint(tmp_path_factory, clip_bpe_path):
 
     def use_network(name, network):
         if name == "text_encoder":  # The tokenizer is written first: transformers' own reads it.
-            tokenizer = transformers.CLIPTokenizer(str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt"))
+            tokenizer = transformers.CLIPTokenizer(
+                str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt")
+            )
             token_ids.extend(tokenizer(PROMPTS, padding="max_length", max_length=MAX_PROMPT_TOKENS).input_ids)
         outputs = reference_outputs(name, network, token_ids)
         if name == "unet":  # Saved without them: the adapters go on after the network is written.
@@ -143,7 +152,9 @@ def tensor_digests(path):
 def exported_folder(checkpoint, tmp_path_factory):
     """genlab-export-diffusers on the checkpoint read through the bridge: diffusers -> KerasCV -> diffusers."""
     folder = tmp_path_factory.mktemp("export") / "exported"
-    result = run_program("scripts.export_diffusers", ["--weights=diffusers", f"--weights_path={checkpoint[0]}", f"--output_dir={folder}"])
+    result = run_program(
+        "scripts.export_diffusers", ["--weights=diffusers", f"--weights_path={checkpoint[0]}", f"--output_dir={folder}"]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     yield folder
     shutil.rmtree(folder)
@@ -153,7 +164,11 @@ def test_export_gives_back_every_tensor_and_diffusers_loads_it(checkpoint, expor
     # Before this process builds its KerasCV set: diffusers' pipeline is loaded while the process is small.
     torch = import_peer("torch")
     diffusers = import_peer("diffusers")
-    for folder, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model")):
+    for folder, stem in (
+        ("unet", "diffusion_pytorch_model"),
+        ("vae", "diffusion_pytorch_model"),
+        ("text_encoder", "model"),
+    ):
         original = tensor_digests(checkpoint[0] / folder / f"{stem}.safetensors")
         assert tensor_digests(exported_folder / folder / f"{stem}.safetensors") == original, folder
     pipeline = diffusers.StableDiffusionPipeline.from_pretrained(str(exported_folder), dtype=torch.float16)
@@ -178,9 +193,14 @@ def converted(checkpoint, converted_folder):
 
 
 def test_converted_folder_holds_the_bridges_weights_and_settings(checkpoint, converted_folder, converted):
-    assert sorted(p.name for p in converted_folder.iterdir()) == ["bpe_simple_vocab_16e6.txt.gz", "conversion.json",
-                                                                  "kcv_decoder.h5", "kcv_diffusion_model.h5", "kcv_encoder.h5",
-                                                                  "vae_encoder.h5"]
+    assert sorted(p.name for p in converted_folder.iterdir()) == [
+        "bpe_simple_vocab_16e6.txt.gz",
+        "conversion.json",
+        "kcv_decoder.h5",
+        "kcv_diffusion_model.h5",
+        "kcv_encoder.h5",
+        "vae_encoder.h5",
+    ]
     # Read back into the bridge's own networks after changing every weight: they come back bit for bit.
     for name in NETWORKS:
         network = getattr(converted, name)
@@ -193,8 +213,10 @@ def test_converted_folder_holds_the_bridges_weights_and_settings(checkpoint, con
     with open(converted_folder / "conversion.json") as f:
         conversion = json.load(f)
     assert conversion["numerics"] == "diffusers"
-    assert NoiseSchedule.from_diffusers_config(conversion["scheduler"], "").timesteps(25).tolist() == \
-        converted.schedule.timesteps(25).tolist()
+    assert (
+        NoiseSchedule.from_diffusers_config(conversion["scheduler"], "").timesteps(25).tolist()
+        == converted.schedule.timesteps(25).tolist()
+    )
     tokenizer = load_tokenizer(str(converted_folder / "bpe_simple_vocab_16e6.txt.gz"))
     assert [tokenize(tokenizer, p) for p in PROMPTS] == checkpoint[2]
 
@@ -207,7 +229,8 @@ def test_text_encoder_equals_clip_text_model(checkpoint, converted):
 def test_unet_equals_diffusers(checkpoint, converted, timestep):
     latent, context = unet_inputs(timestep)
     ours = converted.diffusion_model.predict_on_batch(
-        {"latent": latent, "timestep_embedding": timestep_embedding(timestep, 2), "context": context})
+        {"latent": latent, "timestep_embedding": timestep_embedding(timestep, 2), "context": context}
+    )
     assert_round_off(ours, checkpoint[1]["unet"][timestep])
 
 
@@ -235,9 +258,13 @@ def test_lora_equals_diffusers_peft_and_saves_as_diffusers_does(checkpoint, conv
     load_adapters_into(adapters, lora_path)
     latent, context = unet_inputs(LORA_TIMESTEP)
     ours = converted.diffusion_model(
-        {"latent": latent, "timestep_embedding": timestep_embedding(LORA_TIMESTEP, 2), "context": context})
+        {"latent": latent, "timestep_embedding": timestep_embedding(LORA_TIMESTEP, 2), "context": context}
+    )
     reference = checkpoint[1]["unet_lora"]
-    assert np.abs(reference - checkpoint[1]["unet"][LORA_TIMESTEP]).max() > 100 * RELATIVE_TOLERANCE * np.abs(reference).max()
+    assert (
+        np.abs(reference - checkpoint[1]["unet"][LORA_TIMESTEP]).max()
+        > 100 * RELATIVE_TOLERANCE * np.abs(reference).max()
+    )
     assert_round_off(ours, reference)
     saved = str(tmp_path / "ours.safetensors")
     save_adapters(saved, adapters, {"base_weights": "test"})
@@ -245,4 +272,3 @@ def test_lora_equals_diffusers_peft_and_saves_as_diffusers_does(checkpoint, conv
         assert sorted(mine.keys()) == sorted(theirs.keys()) and len(mine.keys()) == 2 * 128
         for name in theirs.keys():
             np.testing.assert_array_equal(mine.get_tensor(name), theirs.get_tensor(name))
-

@@ -50,10 +50,19 @@ def test_a_legacy_file_loads_as_keras_loads_it(tmp_path):
         np.testing.assert_array_equal(c.numpy(), b.numpy())
 
 
-@pytest.mark.parametrize("other, message", [
-    (lambda: small_model(width=5), r"layer 'dense.*' holds shapes \[\(4, 3\), \(3,\)\], dense.* needs \[\(4, 5\), \(5,\)\]"),
-    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), "the file has weights for 3 layers, sequential.* has 1"),
-])
+@pytest.mark.parametrize(
+    "other, message",
+    [
+        (
+            lambda: small_model(width=5),
+            r"layer 'dense.*' holds shapes \[\(4, 3\), \(3,\)\], dense.* needs \[\(4, 5\), \(5,\)\]",
+        ),
+        (
+            lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]),
+            "the file has weights for 3 layers, sequential.* has 1",
+        ),
+    ],
+)
 def test_a_file_that_does_not_fit_changes_nothing(tmp_path, other, message):
     saved, model = small_model(), other()
     path = str(tmp_path / "weights.h5")

@@ -8,19 +8,31 @@ import pytest
 from PIL import Image
 
 from genlab.errors import UserError
-from xray.generation import dataset
 from xray.data.prompts import ClassPrompt
+from xray.generation import dataset
 
 PROMPTS = [ClassPrompt("chest", "chest x-ray"), ClassPrompt("knee", "knee x-ray", "color", 2)]
-SETTINGS = {"steps": 2, "guidance_scale": 7.5, "height": 8, "width": 8, "sampler": "ddim", "numerics": "keras_cv",
-            "precision": "float32", "weight_source": "random"}
+SETTINGS = {
+    "steps": 2,
+    "guidance_scale": 7.5,
+    "height": 8,
+    "width": 8,
+    "sampler": "ddim",
+    "numerics": "keras_cv",
+    "precision": "float32",
+    "weight_source": "random",
+}
 
 
 def test_plan_gives_each_image_a_stable_seed_of_its_own():
     plan = dataset.plan_images(PROMPTS, 3, run_seed=7, negative_prompt="text")
     assert [job.file_name for job in plan] == [
-        "chest/chest_0000.png", "chest/chest_0001.png", "chest/chest_0002.png",
-        "knee/knee_0000.png", "knee/knee_0001.png"]
+        "chest/chest_0000.png",
+        "chest/chest_0001.png",
+        "chest/chest_0002.png",
+        "knee/knee_0000.png",
+        "knee/knee_0001.png",
+    ]
     assert [job.negative_prompt for job in plan] == ["text"] * 3 + ["color"] * 2
     assert len({job.seed for job in plan}) == len(plan)
     assert plan == dataset.plan_images(PROMPTS, 3, run_seed=7, negative_prompt="text")

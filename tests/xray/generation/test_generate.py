@@ -9,24 +9,28 @@ import os
 import keras
 import numpy as np
 import pytest
+from helpers.programs import kill_when, start_standin
+from helpers.standin_sd import KILL_TEST_CONFIG, KILL_TEST_PROMPTS, standin_models
 from keras_cv.src.models.stable_diffusion.stable_diffusion import StableDiffusion
 from PIL import Image
 
-from xray.generation import dataset
 from xray.config import XrayConfig
-from xray.generation.generate import generate_dataset
 from xray.data.prompts import ClassPrompt
+from xray.generation import dataset
+from xray.generation.generate import generate_dataset
 from xray.sd.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
-from helpers.programs import kill_when, start_standin
-from helpers.standin_sd import KILL_TEST_CONFIG, KILL_TEST_PROMPTS, standin_models
 
-PROMPTS = [ClassPrompt("chest_normal", "Frontal chest X-ray of healthy lungs"),
-           ClassPrompt("radius_fracture", "X-ray of a fractured radius bone", "color")]
+PROMPTS = [
+    ClassPrompt("chest_normal", "Frontal chest X-ray of healthy lungs"),
+    ClassPrompt("radius_fracture", "X-ray of a fractured radius bone", "color"),
+]
 CONFIG = XrayConfig(images_per_prompt=3, batch_size=3, steps=2, negative_prompt="")
 
 
 def _pixels(folder):
-    return {str(p.relative_to(folder)): np.asarray(Image.open(p), dtype=np.int16) for p in sorted(folder.glob("*/*.png"))}
+    return {
+        str(p.relative_to(folder)): np.asarray(Image.open(p), dtype=np.int16) for p in sorted(folder.glob("*/*.png"))
+    }
 
 
 def _assert_same_images(a, b):
@@ -54,16 +58,18 @@ def test_sampler_is_keras_cv_generate_image(models):
     keras_cv_sd._text_encoder, keras_cv_sd._diffusion_model = models.text_encoder, models.diffusion_model
     keras_cv_sd._decoder, keras_cv_sd._tokenizer = models.decoder, models.tokenizer
     noise = initial_noise(seed=3, image_size=128)[None]
-    expected = keras_cv_sd.generate_image(keras_cv_sd.encode_text(PROMPTS[0].prompt), num_steps=3,
-                                          diffusion_noise=noise, unconditional_guidance_scale=7.5)
+    expected = keras_cv_sd.generate_image(
+        keras_cv_sd.encode_text(PROMPTS[0].prompt), num_steps=3, diffusion_noise=noise, unconditional_guidance_scale=7.5
+    )
     context, unconditional = encode_texts(models, [PROMPTS[0].prompt, ""])
     latents = sample_latents(models, noise, context[None], unconditional[None], num_steps=3, guidance_scale=7.5)
     ours = decode_to_uint8(models, latents).astype(np.int16)
     assert ours.shape == (1, 128, 128, 3)
     assert np.abs(ours - expected).max() <= 1  # KerasCV truncates to uint8 where we round.
     # The guidance matters: without it (scale 1) the image is another one.
-    unguided = decode_to_uint8(models, sample_latents(models, noise, context[None], unconditional[None], num_steps=3,
-                                                      guidance_scale=1.0)).astype(np.int16)
+    unguided = decode_to_uint8(
+        models, sample_latents(models, noise, context[None], unconditional[None], num_steps=3, guidance_scale=1.0)
+    ).astype(np.int16)
     assert np.abs(unguided - expected).max() > 1
 
 
@@ -80,7 +86,8 @@ def test_writes_class_folders_metadata_and_grid(whole_dataset):
 
 def test_loads_with_keras_image_dataset_from_directory(whole_dataset):
     data = keras.utils.image_dataset_from_directory(
-        str(whole_dataset), color_mode="grayscale", image_size=(128, 128), batch_size=4, shuffle=False)
+        str(whole_dataset), color_mode="grayscale", image_size=(128, 128), batch_size=4, shuffle=False
+    )
     assert data.class_names == ["chest_normal", "radius_fracture"]
     labels = np.concatenate([y.numpy() for _, y in data])
     assert labels.tolist() == [0, 0, 0, 1, 1, 1]
@@ -107,16 +114,28 @@ def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(models, wh
     _assert_same_images(_pixels(out), _pixels(whole_dataset))
 
 
-def test_a_short_last_batch_is_filled_up_so_each_network_runs_at_one_batch_size(models, whole_dataset, tmp_path, monkeypatch):
+def test_a_short_last_batch_is_filled_up_so_each_network_runs_at_one_batch_size(
+    models, whole_dataset, tmp_path, monkeypatch
+):
     batch_sizes = {}
     for name in ("text_encoder", "diffusion_model", "decoder"):
         network = getattr(models, name)
-        monkeypatch.setattr(network, "predict_on_batch", lambda inputs, name=name, predict=network.predict_on_batch: (
-            batch_sizes.setdefault(name, set()).add(len(keras.tree.flatten(inputs)[0])), predict(inputs))[1])
+        monkeypatch.setattr(
+            network,
+            "predict_on_batch",
+            lambda inputs, name=name, predict=network.predict_on_batch: (
+                batch_sizes.setdefault(name, set()).add(len(keras.tree.flatten(inputs)[0])),
+                predict(inputs),
+            )[1],
+        )
     config = XrayConfig(**{**CONFIG.__dict__, "batch_size": 4})  # Six images: four, then two and two copies.
     out = tmp_path / "filled_up"
     assert generate_dataset(models, PROMPTS, config, str(out), verbose=False).made == 6
-    assert batch_sizes == {"text_encoder": {8}, "diffusion_model": {8}, "decoder": {4}}  # Three texts filled up to eight.
+    assert batch_sizes == {
+        "text_encoder": {8},
+        "diffusion_model": {8},
+        "decoder": {4},
+    }  # Three texts filled up to eight.
     _assert_same_images(_pixels(out), _pixels(whole_dataset))
 
 

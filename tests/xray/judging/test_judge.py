@@ -6,10 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
-
-from genlab.files import read_csv
 from helpers.image_folders import DIGIT_NAMES, SHAPES, make_digits_folder, make_noise_folder, make_shapes_folder
 from helpers.programs import run_program
+
+from genlab.files import read_csv
 from xray.config import JudgeConfig
 from xray.judging.judge import classifier_warnings, distances, format_summary, judge_dataset, outside_real
 
@@ -28,7 +28,9 @@ def judged_copy(tmp_path_factory, real):
     synthetic = tmp_path_factory.mktemp("synthetic") / "copy"
     shutil.copytree(real, synthetic)
     out = tmp_path_factory.mktemp("judge") / "out"
-    result = run_program("scripts.judge_xrays", [f"--real={real}", f"--synthetic={synthetic}", f"--output_dir={out}", *SMALL])
+    result = run_program(
+        "scripts.judge_xrays", [f"--real={real}", f"--synthetic={synthetic}", f"--output_dir={out}", *SMALL]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result.stdout
 
@@ -36,16 +38,26 @@ def judged_copy(tmp_path_factory, real):
 @TRAINS
 def test_identical_sets_score_like_real_images(judged_copy, real):
     out, stdout = judged_copy
-    assert sorted(os.listdir(out)) == ["classifier.json", "classifier.keras", "confusion_matrix.png", "convincing.png",
-                                       "metrics.png", "predictions.csv", "summary.json"]
+    assert sorted(os.listdir(out)) == [
+        "classifier.json",
+        "classifier.keras",
+        "confusion_matrix.png",
+        "convincing.png",
+        "metrics.png",
+        "predictions.csv",
+        "summary.json",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["classifier"]["held_out_accuracy"] >= 0.9  # Shapes are easy: the judge must have learnt them.
     # The synthetic images are the real ones, so the judge scores them exactly as it scores the real set.
     import keras
+
     from xray.data.image_folder import read_grayscale_images
 
     classifier = keras.saving.load_model(out / "classifier.keras")
-    paths = [os.path.join(real, shape, name) for shape in SHAPES for name in sorted(os.listdir(os.path.join(real, shape)))]
+    paths = [
+        os.path.join(real, shape, name) for shape in SHAPES for name in sorted(os.listdir(os.path.join(real, shape)))
+    ]
     labels = np.repeat(np.arange(len(SHAPES)), 40)
     real_accuracy = (classifier.predict(read_grayscale_images(paths, 32), verbose=0).argmax(1) == labels).mean()
     assert summary["synthetic"]["accuracy_vs_intended"] == pytest.approx(real_accuracy)
@@ -63,8 +75,12 @@ def test_identical_sets_score_like_real_images(judged_copy, real):
 def test_images_filed_under_random_classes_score_at_chance(tmp_path, judged_copy, real):
     out, _ = judged_copy
     rng = np.random.default_rng(7)
-    synthetic = make_shapes_folder(tmp_path / "shuffled", per_class=40, seed=1, label_of=lambda *_: SHAPES[rng.integers(3)])
-    summary = judge_dataset(real, synthetic, str(tmp_path / "out"), JudgeConfig(), classifier_path=str(out / "classifier.keras"), verbose=0)
+    synthetic = make_shapes_folder(
+        tmp_path / "shuffled", per_class=40, seed=1, label_of=lambda *_: SHAPES[rng.integers(3)]
+    )
+    summary = judge_dataset(
+        real, synthetic, str(tmp_path / "out"), JudgeConfig(), classifier_path=str(out / "classifier.keras"), verbose=0
+    )
     assert 0.15 < summary["synthetic"]["accuracy_vs_intended"] < 0.55  # Chance is 1/3.
     assert summary["tstr"]["train_on_synthetic_accuracy"] < 0.6 < summary["tstr"]["train_on_real_accuracy"]
     assert not os.path.exists(tmp_path / "out" / "classifier.keras")  # Reused, not retrained.
@@ -74,8 +90,14 @@ def test_images_filed_under_random_classes_score_at_chance(tmp_path, judged_copy
 def test_noise_is_far_above_the_real_floor(tmp_path, judged_copy, real):
     out, _ = judged_copy
     synthetic = make_noise_folder(tmp_path / "noise", per_class=40)
-    summary = judge_dataset(real, synthetic, str(tmp_path / "out"), JudgeConfig(tstr=False),
-                            classifier_path=str(out / "classifier.keras"), verbose=0)
+    summary = judge_dataset(
+        real,
+        synthetic,
+        str(tmp_path / "out"),
+        JudgeConfig(tstr=False),
+        classifier_path=str(out / "classifier.keras"),
+        verbose=0,
+    )
     overall = summary["distances"]["overall"]
     assert overall["fid"] > 5 * overall["fid_real_floor"]
     # KID on 60 images a side is noisy (see its spread): above the floor and its spread, no more is sure.
@@ -88,8 +110,12 @@ def test_a_backbone_with_local_weights(tmp_path, real):
     import keras
 
     weights = tmp_path / "mobilenet_notop.weights.h5"
-    keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg").save_weights(weights)
-    config = JudgeConfig(image_size=32, backbone="mobilenet_v3_small", backbone_weights=str(weights), epochs=1, tstr=False)
+    keras.applications.MobileNetV3Small(
+        include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
+    ).save_weights(weights)
+    config = JudgeConfig(
+        image_size=32, backbone="mobilenet_v3_small", backbone_weights=str(weights), epochs=1, tstr=False
+    )
     summary = judge_dataset(real, real, str(tmp_path / "out"), config, verbose=0)
     assert summary["classifier"]["backbone"] == "mobilenet_v3_small"
     assert json.loads((tmp_path / "out" / "classifier.json").read_text())["config"]["backbone"] == "mobilenet_v3_small"
@@ -113,18 +139,27 @@ def _bad_folders(tmp_path, case):
     return real, synthetic
 
 
-@pytest.mark.parametrize("case, message", [
-    ("no common class", "--real and --synthetic share no class"),
-    ("empty class", "hexagon (--synthetic) holds no PNG or JPEG images"),
-    ("unreadable image", "broken.png is not a readable PNG or JPEG image"),
-    ("class the real folder lacks", "synthetic class 'hexagon' has no folder under --real"),
-    ("missing backbone weights", "--backbone_weights=/missing.weights.h5: no such file"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no common class", "--real and --synthetic share no class"),
+        ("empty class", "hexagon (--synthetic) holds no PNG or JPEG images"),
+        ("unreadable image", "broken.png is not a readable PNG or JPEG image"),
+        ("class the real folder lacks", "synthetic class 'hexagon' has no folder under --real"),
+        ("missing backbone weights", "--backbone_weights=/missing.weights.h5: no such file"),
+    ],
+)
 def test_bad_folders_get_one_line_and_leave_nothing(tmp_path, case, message):
     real, synthetic = _bad_folders(tmp_path, case)
     out = tmp_path / "out"
-    backbone = ["--backbone=mobilenet_v3_small", "--backbone_weights=/missing.weights.h5"] if case == "missing backbone weights" else []
-    result = run_program("scripts.judge_xrays", [f"--real={real}", f"--synthetic={synthetic}", f"--output_dir={out}", *SMALL, *backbone])
+    backbone = (
+        ["--backbone=mobilenet_v3_small", "--backbone_weights=/missing.weights.h5"]
+        if case == "missing backbone weights"
+        else []
+    )
+    result = run_program(
+        "scripts.judge_xrays", [f"--real={real}", f"--synthetic={synthetic}", f"--output_dir={out}", *SMALL, *backbone]
+    )
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
 
@@ -138,8 +173,9 @@ DIGITS_PER_CLASS = 100
 def digits(tmp_path_factory, mnist_path):
     """(real digits, the judge's output on further real digits of the same classes, its summary)."""
     real = make_digits_folder(tmp_path_factory.mktemp("digits") / "real", mnist_path, DIGITS, DIGITS_PER_CLASS)
-    further = make_digits_folder(tmp_path_factory.mktemp("digits") / "further", mnist_path, DIGITS, DIGITS_PER_CLASS,
-                                 start=DIGITS_PER_CLASS)
+    further = make_digits_folder(
+        tmp_path_factory.mktemp("digits") / "further", mnist_path, DIGITS, DIGITS_PER_CLASS, start=DIGITS_PER_CLASS
+    )
     out = tmp_path_factory.mktemp("digits_judge") / "out"
     result = run_program("scripts.judge_xrays", [f"--real={real}", f"--synthetic={further}", f"--output_dir={out}"])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -165,10 +201,22 @@ def test_further_real_digits_are_judged_as_real(digits):
 def test_digits_filed_under_random_classes_score_near_chance(tmp_path, digits, mnist_path):
     real, out, _, _ = digits
     rng = np.random.default_rng(3)
-    shuffled = make_digits_folder(tmp_path / "shuffled", mnist_path, DIGITS, DIGITS_PER_CLASS, start=DIGITS_PER_CLASS,
-                                  label_of=lambda *_: rng.integers(len(DIGITS)))
-    summary = judge_dataset(real, shuffled, str(tmp_path / "out"), JudgeConfig(tstr=False),
-                            classifier_path=str(out / "classifier.keras"), verbose=0)
+    shuffled = make_digits_folder(
+        tmp_path / "shuffled",
+        mnist_path,
+        DIGITS,
+        DIGITS_PER_CLASS,
+        start=DIGITS_PER_CLASS,
+        label_of=lambda *_: rng.integers(len(DIGITS)),
+    )
+    summary = judge_dataset(
+        real,
+        shuffled,
+        str(tmp_path / "out"),
+        JudgeConfig(tstr=False),
+        classifier_path=str(out / "classifier.keras"),
+        verbose=0,
+    )
     assert abs(summary["synthetic"]["accuracy_vs_intended"] - 1 / len(DIGITS)) < 0.1
     assert summary["outside_real"]["overall"] <= 0.05  # Real digits, under the wrong names: not outside the real set.
 
@@ -176,9 +224,15 @@ def test_digits_filed_under_random_classes_score_near_chance(tmp_path, digits, m
 @TRAINS
 def test_noise_lies_outside_the_real_digits(tmp_path, digits):
     real, out, _, _ = digits
-    noise = make_noise_folder(tmp_path / "noise", 20, classes=DIGIT_NAMES[:len(DIGITS)], size=128)
-    summary = judge_dataset(real, noise, str(tmp_path / "out"), JudgeConfig(tstr=False),
-                            classifier_path=str(out / "classifier.keras"), verbose=0)
+    noise = make_noise_folder(tmp_path / "noise", 20, classes=DIGIT_NAMES[: len(DIGITS)], size=128)
+    summary = judge_dataset(
+        real,
+        noise,
+        str(tmp_path / "out"),
+        JudgeConfig(tstr=False),
+        classifier_path=str(out / "classifier.keras"),
+        verbose=0,
+    )
     assert summary["outside_real"]["overall"] >= 0.95
     assert all(share >= 0.9 for share in summary["outside_real"].values())
 
@@ -213,14 +267,32 @@ def test_small_classes_mark_fid_unreliable_and_give_kid_a_real_spread():
 
 
 def test_a_training_accuracy_far_above_held_out_accuracy_is_warned_about():
-    summary = {"classes": ["a"], "real_classes_not_generated": [], "warnings": [],
-               "classifier": {"backbone": "small_cnn", "held_out_accuracy": 0.62, "held_out_count": 40, "training_accuracy": 0.98},
-               "synthetic": {"count": 2, "accuracy_vs_intended": 0.5, "mean_confidence": 0.9, "intended_share": {"a": 1.0},
-                             "accuracy_per_class": {"a": 0.5}, "confidence_per_class": {"a": 0.9}},
-               "outside_real": {"overall": 0.0, "a": 0.0}, "distances": {"overall": None, "a": None}}
+    summary = {
+        "classes": ["a"],
+        "real_classes_not_generated": [],
+        "warnings": [],
+        "classifier": {
+            "backbone": "small_cnn",
+            "held_out_accuracy": 0.62,
+            "held_out_count": 40,
+            "training_accuracy": 0.98,
+        },
+        "synthetic": {
+            "count": 2,
+            "accuracy_vs_intended": 0.5,
+            "mean_confidence": 0.9,
+            "intended_share": {"a": 1.0},
+            "accuracy_per_class": {"a": 0.5},
+            "confidence_per_class": {"a": 0.9},
+        },
+        "outside_real": {"overall": 0.0, "a": 0.0},
+        "distances": {"overall": None, "a": None},
+    }
     summary["warnings"] = classifier_warnings(summary["classifier"])
     assert len(summary["warnings"]) == 1 and "98.0% in training but 62.0%" in summary["warnings"][0]
     assert "--epochs" in summary["warnings"][0] and "--backbone" in summary["warnings"][0]
     assert "Warning: the judge's classifier scored 98.0%" in format_summary(summary)
     assert classifier_warnings(dict(summary["classifier"], training_accuracy=0.70)) == []
-    assert classifier_warnings(dict(summary["classifier"], training_accuracy=None)) == []  # A classifier saved before the record had it.
+    assert (
+        classifier_warnings(dict(summary["classifier"], training_accuracy=None)) == []
+    )  # A classifier saved before the record had it.

@@ -2,17 +2,16 @@
 merging, what trains, and files for other architectures or ranks. The loop end to end is in
 scripts/test_finetune_xrays.py; parity with diffusers' own LoRA in xray/formats/test_diffusers_parity.py."""
 
-
 import keras
 import numpy as np
 import pytest
+from helpers.numerics import fingerprint
 
 from genlab.errors import UserError
-from helpers.numerics import fingerprint
 from xray.formats.keras_cv_files import save_keras_cv_weights
 from xray.formats.lora_file import merge_adapters, read_adapters
-from xray.training.adapters import add_adapters, load_adapters_into, merged_values, save_adapters
 from xray.sd.networks import MAX_PROMPT_TOKENS, build_network
+from xray.training.adapters import add_adapters, load_adapters_into, merged_values, save_adapters
 
 pytestmark = pytest.mark.slow  # KerasCV's real networks.
 
@@ -102,13 +101,25 @@ def test_files_for_another_architecture_or_rank_are_refused(tmp_path, adapted):
 
     network, adapters, path = adapted
     foreign = str(tmp_path / "sdxl.safetensors")
-    save_file({"unet.add_embedding.linear_1.lora_A.weight": np.zeros((4, 2816), "float32"),
-               "unet.add_embedding.linear_1.lora_B.weight": np.zeros((1280, 4), "float32")}, foreign)
-    with pytest.raises(UserError, match="not in KerasCV's SD 1.x networks: the adapters were made for another architecture"):
+    save_file(
+        {
+            "unet.add_embedding.linear_1.lora_A.weight": np.zeros((4, 2816), "float32"),
+            "unet.add_embedding.linear_1.lora_B.weight": np.zeros((1280, 4), "float32"),
+        },
+        foreign,
+    )
+    with pytest.raises(
+        UserError, match="not in KerasCV's SD 1.x networks: the adapters were made for another architecture"
+    ):
         merge_adapters({"text_encoder": text_encoder()}, foreign)
     uneven = str(tmp_path / "uneven.safetensors")
-    save_file({"text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((8, 768), "float32"),
-               "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight": np.zeros((768, 4), "float32")}, uneven)
+    save_file(
+        {
+            "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((8, 768), "float32"),
+            "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight": np.zeros((768, 4), "float32"),
+        },
+        uneven,
+    )
     with pytest.raises(UserError, match="do not pair up"):
         read_adapters(uneven)
     other_rank = {module: layer for module, layer in add_adapters("text_encoder", text_encoder(), rank=8).items()}
@@ -139,7 +150,9 @@ def test_frozen_weights_in_bfloat16_compute_what_mixed_precision_computes(tmp_pa
         assert {v.dtype for v in network.trainable_variables} == {"float32"} and len(network.trainable_variables) == 96
         tokens = np.random.default_rng(1).integers(0, 49408, (2, MAX_PROMPT_TOKENS)).astype("int32")
         positions = np.tile(np.arange(MAX_PROMPT_TOKENS, dtype="int32"), (2, 1))
-        weights = tf.sin(tf.range(2 * MAX_PROMPT_TOKENS * 768, dtype=tf.float32))  # Every output element matters differently.
+        weights = tf.sin(
+            tf.range(2 * MAX_PROMPT_TOKENS * 768, dtype=tf.float32)
+        )  # Every output element matters differently.
 
         @tf.function
         def output_and_gradients():

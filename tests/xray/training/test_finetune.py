@@ -12,25 +12,34 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
-
-from helpers.numerics import fingerprint
-from genlab.errors import UserError
-from genlab.files import read_csv, write_csv
 from helpers.image_folders import make_shapes_folder
+from helpers.numerics import fingerprint
 from helpers.programs import kill_when, run_program, start_standin
 from helpers.standin_sd import FINETUNE_KILL_CONFIG, WIDTH, diffusion_model, image_encoder, standin_models
+from PIL import Image
+
+from genlab.errors import UserError
+from genlab.files import read_csv, write_csv
 from xray.config import FinetuneConfig
+from xray.formats.keras_cv_files import KERAS_CV_FILES
+from xray.sd.sampler import NoiseSchedule
 from xray.training.examples import read_training_images, training_examples
 from xray.training.finetune import finetune, write_merged
 from xray.training.plan import UpdatePlan
 from xray.training.trainer import DiffusionFineTuner
-from xray.formats.keras_cv_files import KERAS_CV_FILES
-from xray.sd.sampler import NoiseSchedule
 
 TRAINS = pytest.mark.slow  # Trains (stand-in networks, but TensorFlow's graphs still take seconds to trace).
-SMALL = FinetuneConfig(image_size=128, full_unet=True, max_steps=20, checkpoint_every=5, sample_every=10, sample_steps=2,
-                       warmup_steps=2, learning_rate=1e-2, batch_size=2)
+SMALL = FinetuneConfig(
+    image_size=128,
+    full_unet=True,
+    max_steps=20,
+    checkpoint_every=5,
+    sample_every=10,
+    sample_steps=2,
+    warmup_steps=2,
+    learning_rate=1e-2,
+    batch_size=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +61,10 @@ def test_metadata_csv_captions_and_missing_ones(tmp_path, shapes):
     folder.mkdir()
     for name in ("a.png", "b.png"):
         Image.new("L", (40, 30), 128).save(folder / name)
-    write_csv(folder / "metadata.csv", [{"file_name": "a.png", "text": "chest, PA view"}, {"file_name": "b.png", "text": "knee"}])
+    write_csv(
+        folder / "metadata.csv",
+        [{"file_name": "a.png", "text": "chest, PA view"}, {"file_name": "b.png", "text": "knee"}],
+    )
     assert [e.caption for e in training_examples(str(folder))] == ["chest, PA view", "knee"]
     write_csv(folder / "metadata.csv", [{"file_name": "a.png", "text": "chest"}, {"file_name": "b.png", "text": " "}])
     with pytest.raises(UserError, match="line 3: b.png has no caption"):
@@ -87,8 +99,14 @@ def test_every_batch_is_a_function_of_the_seed_and_its_number(shapes, clip_token
 def latent_plan(batch_size=1):
     """Batches of four cached 64 px latents, one caption and "", for the stand-in U-Net."""
     latents = np.random.default_rng(0).standard_normal((4, 8, 8, 4), dtype=np.float32)
-    return UpdatePlan(latents, np.zeros(4, int), ["a circle", ""], NoiseSchedule.keras_cv(),
-                      FinetuneConfig(image_size=64, batch_size=batch_size), contexts=np.zeros((2, 77, WIDTH), np.float32))
+    return UpdatePlan(
+        latents,
+        np.zeros(4, int),
+        ["a circle", ""],
+        NoiseSchedule.keras_cv(),
+        FinetuneConfig(image_size=64, batch_size=batch_size),
+        contexts=np.zeros((2, 77, WIDTH), np.float32),
+    )
 
 
 def test_fit_traces_the_training_step_once_in_the_function_that_reads_the_batch():
@@ -109,20 +127,28 @@ def test_fit_and_evaluate_end_where_a_dataset_of_unknown_length_does():
     model = DiffusionFineTuner(diffusion_model(64))
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
     plan = latent_plan()
-    batches = lambda: tf.data.Dataset.from_generator(  # noqa: E731
-        lambda: (plan.batch(number) for number in range(5)),
-        output_signature={key: tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype))
-                          for key, value in plan.batch(0).items()})
+    batches = (
+        lambda: tf.data.Dataset.from_generator(  # noqa: E731
+            lambda: (plan.batch(number) for number in range(5)),
+            output_signature={
+                key: tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype))
+                for key, value in plan.batch(0).items()
+            },
+        )
+    )
     assert batches().cardinality() == tf.data.UNKNOWN_CARDINALITY
     steps = []
     counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs=None: steps.append(batch))
     history = model.fit(batches(), epochs=2, verbose=0, callbacks=[counter])
     assert steps == [0, 1, 2, 3, 4] * 2 and len(history.history["loss"]) == 2
     assert int(model.optimizer.iterations) == 10  # Not advanced by the read past the end.
-    losses = [model.noise_loss(tf.nest.map_structure(tf.constant, plan.batch(number)), training=False)
-              for number in range(5)]
+    losses = [
+        model.noise_loss(tf.nest.map_structure(tf.constant, plan.batch(number)), training=False) for number in range(5)
+    ]
     expected = float(np.mean(losses))
-    assert np.isclose(model.evaluate(batches(), verbose=0, return_dict=True)["loss"], expected, rtol=1e-5)  # Five batches, not six.
+    assert np.isclose(
+        model.evaluate(batches(), verbose=0, return_dict=True)["loss"], expected, rtol=1e-5
+    )  # Five batches, not six.
 
 
 def test_fit_under_a_mirrored_strategy_takes_the_same_steps():
@@ -143,8 +169,17 @@ def test_training_lowers_the_loss_and_writes_its_outputs(tmp_path, shapes, clip_
     models, encoder = standin_models(clip_tokenizer), image_encoder()
     result = finetune(models, encoder, training_examples(shapes), str(tmp_path / "run"), SMALL, verbose=0)
     assert result.steps == 20 and result.last_probe_loss < 0.8 * result.first_probe_loss
-    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoints", "config.json", "history.csv", "loss_curve.png", "probe_loss.csv",
-                                                    "samples", "samples_progress.png", "tensorboard", "unet.weights.h5"]
+    assert sorted(os.listdir(tmp_path / "run")) == [
+        "checkpoints",
+        "config.json",
+        "history.csv",
+        "loss_curve.png",
+        "probe_loss.csv",
+        "samples",
+        "samples_progress.png",
+        "tensorboard",
+        "unet.weights.h5",
+    ]
     assert sorted(os.listdir(tmp_path / "run" / "samples")) == ["step_000000.png", "step_000010.png", "step_000020.png"]
     assert [int(r["step"]) for r in read_csv(tmp_path / "run" / "probe_loss.csv")] == [0, 5, 10, 15, 20]
     assert len(read_csv(tmp_path / "run" / "history.csv")) == 20
@@ -163,10 +198,19 @@ def test_finetune_in_a_mirrored_strategys_scope_trains_as_without(tmp_path, shap
     # As genlab-xray-finetune --strategy=mirrored runs it: networks built and `finetune` run in the scope.
     config = FinetuneConfig(**{**SMALL.__dict__, "max_steps": 5, "sample_every": 0})
     losses = []
-    for name, strategy in (("default", tf.distribute.get_strategy()), ("mirrored", tf.distribute.MirroredStrategy(["CPU:0"]))):
+    for name, strategy in (
+        ("default", tf.distribute.get_strategy()),
+        ("mirrored", tf.distribute.MirroredStrategy(["CPU:0"])),
+    ):
         with strategy.scope():
-            finetune(standin_models(clip_tokenizer), image_encoder(), training_examples(shapes), str(tmp_path / name), config,
-                     verbose=0)
+            finetune(
+                standin_models(clip_tokenizer),
+                image_encoder(),
+                training_examples(shapes),
+                str(tmp_path / name),
+                config,
+                verbose=0,
+            )
         losses.append([float(row["loss"]) for row in read_csv(tmp_path / name / "history.csv")])
     assert len(losses[0]) == 5
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
@@ -175,7 +219,9 @@ def test_finetune_in_a_mirrored_strategys_scope_trains_as_without(tmp_path, shap
 @TRAINS
 def test_gradient_accumulation_counts_updates_not_batches(tmp_path, shapes, clip_tokenizer):
     config = FinetuneConfig(**{**SMALL.__dict__, "max_steps": 5, "sample_every": 0, "gradient_accumulation": 2})
-    result = finetune(standin_models(clip_tokenizer), image_encoder(), training_examples(shapes), str(tmp_path), config, verbose=0)
+    result = finetune(
+        standin_models(clip_tokenizer), image_encoder(), training_examples(shapes), str(tmp_path), config, verbose=0
+    )
     assert result.steps == 5 and len(read_csv(tmp_path / "history.csv")) == 10
 
 
@@ -188,9 +234,17 @@ def test_a_killed_run_resumes_to_where_an_uninterrupted_run_ends(tmp_path, shape
     assert 10 <= done < 60, "the kill should land mid-run"
 
     examples = training_examples(shapes)
-    resumed = finetune(standin_models(clip_tokenizer), image_encoder(), examples, str(killed), FINETUNE_KILL_CONFIG, verbose=0)
-    uninterrupted = finetune(standin_models(clip_tokenizer), image_encoder(), examples, str(tmp_path / "whole"),
-                             FINETUNE_KILL_CONFIG, verbose=0)
+    resumed = finetune(
+        standin_models(clip_tokenizer), image_encoder(), examples, str(killed), FINETUNE_KILL_CONFIG, verbose=0
+    )
+    uninterrupted = finetune(
+        standin_models(clip_tokenizer),
+        image_encoder(),
+        examples,
+        str(tmp_path / "whole"),
+        FINETUNE_KILL_CONFIG,
+        verbose=0,
+    )
     assert resumed.steps == uninterrupted.steps == 60
     trained = [standin_models(clip_tokenizer).diffusion_model for _ in range(2)]
     trained[0].load_weights(resumed.weights_file)
@@ -213,17 +267,31 @@ def test_a_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, shape
     assert (tmp_path / "unet.weights.h5").read_bytes() == weights
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda root: root.mkdir(), "has no class sub-folders"),
-    (lambda root: (root / "chest").mkdir(parents=True), "holds no PNG or JPEG images"),
-    (lambda root: [(root / "chest").mkdir(parents=True), (root / "chest" / "x.png").write_bytes(b"broken")],
-     "x.png is not a readable PNG or JPEG image"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda root: root.mkdir(), "has no class sub-folders"),
+        (lambda root: (root / "chest").mkdir(parents=True), "holds no PNG or JPEG images"),
+        (
+            lambda root: [(root / "chest").mkdir(parents=True), (root / "chest" / "x.png").write_bytes(b"broken")],
+            "x.png is not a readable PNG or JPEG image",
+        ),
+    ],
+)
 def test_bad_data_gets_one_line_and_leaves_nothing(tmp_path, make, message):
     data, out = tmp_path / "data", tmp_path / "out"
     make(data)
-    result = run_program("scripts.finetune_xrays", [f"--data_dir={data}", f"--output_dir={out}", "--weights=random",
-                                                     "--image_size=128", "--max_steps=2", "--checkpoint_every=1"])
+    result = run_program(
+        "scripts.finetune_xrays",
+        [
+            f"--data_dir={data}",
+            f"--output_dir={out}",
+            "--weights=random",
+            "--image_size=128",
+            "--max_steps=2",
+            "--checkpoint_every=1",
+        ],
+    )
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
 

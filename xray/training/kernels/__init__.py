@@ -8,6 +8,7 @@ They apply in fine-tuning only; generation runs KerasCV's layers as they are.
 import types
 
 import keras
+
 # KerasCV exports none of Stable Diffusion's layers: keras_cv.src, held by setup.py's keras-cv==0.9.0 pin
 # (tests/test_private_apis.py).
 from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention, ResBlock

@@ -109,7 +109,9 @@ def attention(q, k, v, scale, chunk=None):
                 p = _exponentials(scores(i, done), scale, normalizer)
                 d_out = d_output[:, :, i : i + chunk]
                 d_v += f32(tf.matmul(p, d_out, transpose_a=True))
-                with tf.control_dependencies(done):  # dP depends on no other chunk: it would be computed for all at once.
+                with tf.control_dependencies(
+                    done
+                ):  # dP depends on no other chunk: it would be computed for all at once.
                     d_p = tf.matmul(d_out, v, transpose_b=True)
                 d_scores = _score_gradient(p, d_p, row_dot[:, :, i : i + chunk], scale)
                 d_q.append(tf.matmul(d_scores, k))
@@ -129,8 +131,14 @@ def cross_attention_call(self, inputs, context=None):
     def heads(x, tokens):  # (batch, tokens, heads * size) -> (batch, heads, tokens, size)
         return tf.transpose(tf.reshape(x, (-1, tokens, self.num_heads, self.head_size)), (0, 2, 1, 3))
 
-    return self.out_proj(attention(heads(self.to_q(inputs), inputs.shape[1]), heads(self.to_k(context), context.shape[1]),
-                                   heads(self.to_v(context), context.shape[1]), self.scale))
+    return self.out_proj(
+        attention(
+            heads(self.to_q(inputs), inputs.shape[1]),
+            heads(self.to_k(context), context.shape[1]),
+            heads(self.to_v(context), context.shape[1]),
+            self.scale,
+        )
+    )
 
 
 GELU_SCALE = 0.7978845608  # sqrt(2 / pi), as KerasCV writes it.
@@ -139,6 +147,7 @@ GELU_SCALE = 0.7978845608  # sqrt(2 / pi), as KerasCV writes it.
 def geglu(h, units):
     """KerasCV's GEGLU after its projection, x * gelu(gate) for h = [x, gate] (each `units`
     wide), with the same ops in the same order; its gradient keeps only h."""
+
     def parts(after):
         with tf.control_dependencies([after]):
             x, gate = h[..., :units], h[..., units:]

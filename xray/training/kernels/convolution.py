@@ -27,8 +27,14 @@ def takes_product_gradient(layer, inputs):
     if None in inputs.shape[1:3]:
         return False
     frozen = not layer.lora_enabled and not (layer.trainable and layer._kernel.trainable)
-    plain = (layer.rank == 2 and layer.data_format == "channels_last" and layer.padding == "valid" and layer.groups == 1
-             and tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1))
+    plain = (
+        layer.rank == 2
+        and layer.data_format == "channels_last"
+        and layer.padding == "valid"
+        and layer.groups == 1
+        and tuple(layer.strides) == (1, 1)
+        and tuple(layer.dilation_rate) == (1, 1)
+    )
     return frozen and plain and (inputs.shape[1] - height + 1) * (inputs.shape[2] - width + 1) <= outputs
 
 
@@ -45,10 +51,17 @@ def product_gradient_convolution(self, inputs, kernel):
             taps = tf.matmul(tf.reshape(d_y, (-1, outputs)), tf.reshape(w, (-1, outputs)), transpose_b=True)
             taps = tf.reshape(taps, (-1, rows, columns, height, width, channels))
             # Tap (i, j) read the input at an offset of (i, j) from each output position.
-            d_x = tf.add_n([tf.pad(taps[:, :, :, i, j], ((0, 0), (i, height - 1 - i), (j, width - 1 - j), (0, 0)))
-                            for i in range(height) for j in range(width)])
+            d_x = tf.add_n(
+                [
+                    tf.pad(taps[:, :, :, i, j], ((0, 0), (i, height - 1 - i), (j, width - 1 - j), (0, 0)))
+                    for i in range(height)
+                    for j in range(width)
+                ]
+            )
             return d_x, None
 
         return type(self).convolution_op(self, x, w), gradient
 
-    return convolve(inputs, tf.convert_to_tensor(kernel))  # Read here: tf.custom_gradient would want a variable's gradient.
+    return convolve(
+        inputs, tf.convert_to_tensor(kernel)
+    )  # Read here: tf.custom_gradient would want a variable's gradient.

@@ -41,8 +41,11 @@ def _normalize_gradient(x, mean, inverse, gamma, beta, d_y, swish):
         s = tf.sigmoid(y)
         d_y = d_y * s * (1 + y * (1 - s))
     d_x_hat = d_y * gamma
-    d_x = inverse * (d_x_hat - tf.reduce_mean(d_x_hat, axis=_STATISTICS, keepdims=True)
-                     - x_hat * tf.reduce_mean(d_x_hat * x_hat, axis=_STATISTICS, keepdims=True))
+    d_x = inverse * (
+        d_x_hat
+        - tf.reduce_mean(d_x_hat, axis=_STATISTICS, keepdims=True)
+        - x_hat * tf.reduce_mean(d_x_hat * x_hat, axis=_STATISTICS, keepdims=True)
+    )
     d_gamma = tf.reduce_sum(d_y * x_hat, axis=(0, 1), keepdims=True)
     return tf.cast(d_x, x.dtype), d_gamma, tf.reduce_sum(d_y, axis=(0, 1), keepdims=True)
 

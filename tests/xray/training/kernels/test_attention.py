@@ -5,12 +5,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers.numerics import ancestry, assert_close, output_and_gradients
 from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention, ResBlock
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.grappler import tf_optimizer
 
 import xray.training.kernels.attention
-from helpers.numerics import ancestry, assert_close, output_and_gradients
 from xray.training.kernels import use_training_kernels
 from xray.training.kernels.attention import attention, geglu, merge_heads
 
@@ -32,7 +32,9 @@ def test_bfloat16_inputs_multiply_in_bfloat16_and_give_softmax_attention_to_its_
     q, k, v = (tf.cast(rng.standard_normal((2, 3, n, 8)) * 2, tf.bfloat16) for n in (10, 7, 7))
     as_float = lambda tensors: [tf.cast(t, tf.float32) for t in tensors]  # noqa: E731
     expected = output_and_gradients(lambda *t: softmax_attention(*t, 0.35), as_float([q, k, v]))
-    got = tf.function(lambda: output_and_gradients(lambda *t: tf.cast(attention(*t, 0.35, chunk=4), tf.float32), [q, k, v]))
+    got = tf.function(
+        lambda: output_and_gradients(lambda *t: tf.cast(attention(*t, 0.35, chunk=4), tf.float32), [q, k, v])
+    )
     for i, (a, b) in enumerate(zip(as_float(got()), expected)):
         assert a.dtype == tf.float32 and np.abs(a - b).max() < 0.03 * np.abs(b).max(), i  # bfloat16 keeps 8 bits.
     products = [op for op in got.get_concrete_function().graph.get_operations() if op.type == "BatchMatMulV2"]
@@ -164,8 +166,7 @@ def test_large_geglu_projections_are_computed_again_in_the_backward_pass(monkeyp
 
 def softmax_calls(operations):
     """The calls of xray.training.kernels.attention's XLA functions that exponentiate a chunk's scores."""
-    return [op for op in operations if op.type.endswith("PartitionedCall")
-            and "_exponentials" in op.get_attr("f").name]
+    return [op for op in operations if op.type.endswith("PartitionedCall") and "_exponentials" in op.get_attr("f").name]
 
 
 def test_each_chunk_waits_on_the_one_before():

@@ -5,9 +5,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers.numerics import assert_close, output_and_gradients
 from keras_cv.src.models.stable_diffusion.padded_conv2d import PaddedConv2D
 
-from helpers.numerics import assert_close, output_and_gradients
 from xray.training.kernels import use_training_kernels
 
 
@@ -48,7 +48,9 @@ def test_bfloat16_gives_keras_gradient_to_its_round_off():
     assert "Conv2DBackpropInput" not in ops
 
 
-@pytest.mark.parametrize("case", ["more positions than outputs", "unknown size", "stride 2", "trainable kernel", "lora"])
+@pytest.mark.parametrize(
+    "case", ["more positions than outputs", "unknown size", "stride 2", "trainable kernel", "lora"]
+)
 def test_tensorflows_gradient_stays_where_it_does_not_apply(case):
     size = {"more positions than outputs": 6, "unknown size": None}.get(case, 4)  # 36 positions against 24 outputs.
     network = frozen_network(size, 24, 3, 1, strides=2 if case == "stride 2" else 1)

@@ -5,10 +5,10 @@ Each kernel's own proof is in the test file named after it."""
 import keras
 import numpy as np
 import tensorflow as tf
-from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention, ResBlock
-
 from helpers.numerics import assert_close, output_and_gradients
 from helpers.standin_sd import standin_models
+from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention, ResBlock
+
 from xray.config import FinetuneConfig
 from xray.training.finetune import enable_training
 from xray.training.kernels import use_training_kernels
@@ -29,8 +29,13 @@ def every_kind():
 
 def replaced(network):
     """The layers whose `call` or `convolution_op` is set on the instance, by type name."""
-    return sorted({type(layer).__name__ for layer in network._flatten_layers(include_self=False)
-                   if "call" in vars(layer) or "convolution_op" in vars(layer)})
+    return sorted(
+        {
+            type(layer).__name__
+            for layer in network._flatten_layers(include_self=False)
+            if "call" in vars(layer) or "convolution_op" in vars(layer)
+        }
+    )
 
 
 def test_every_named_layer_kind_is_replaced_and_the_network_computes_the_same():
@@ -41,8 +46,15 @@ def test_every_named_layer_kind_is_replaced_and_the_network_computes_the_same():
     expected = tf.function(step)()
     assert replaced(network) == []
     use_training_kernels(network)
-    assert replaced(network) == ["Conv2D", "CrossAttention", "Dense", "GEGLU", "GroupNormalization", "LayerNormalization",
-                                 "ResBlock"]
+    assert replaced(network) == [
+        "Conv2D",
+        "CrossAttention",
+        "Dense",
+        "GEGLU",
+        "GroupNormalization",
+        "LayerNormalization",
+        "ResBlock",
+    ]
     assert_close(tf.function(step)(), expected, rtol=1e-4, atol=1e-4)
 
 

@@ -6,8 +6,8 @@ import types
 import keras
 import numpy as np
 import tensorflow as tf
-
 from helpers.numerics import assert_close, output_and_gradients
+
 from xray.training.kernels.lora import factored_call
 
 

@@ -8,14 +8,20 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from helpers.numerics import ancestry, assert_close, output_and_gradients
+
 from xray.training.kernels.normalization import group_norm_call, layer_norm_call
 
-LAYERS = {"layer": (keras.layers.LayerNormalization, {}, layer_norm_call, (2, 6, 16)),
-          "group": (keras.layers.GroupNormalization, {"groups": 4}, group_norm_call, (2, 3, 5, 16)),
-          "group+swish": (keras.layers.GroupNormalization, {"groups": 4}, lambda self, x: group_norm_call(self, x, swish=True),
-                          (2, 3, 5, 16))}
+LAYERS = {
+    "layer": (keras.layers.LayerNormalization, {}, layer_norm_call, (2, 6, 16)),
+    "group": (keras.layers.GroupNormalization, {"groups": 4}, group_norm_call, (2, 3, 5, 16)),
+    "group+swish": (
+        keras.layers.GroupNormalization,
+        {"groups": 4},
+        lambda self, x: group_norm_call(self, x, swish=True),
+        (2, 3, 5, 16),
+    ),
+}
 
 
 def keras_call(kind, layer):
@@ -40,7 +46,9 @@ def built_layer(kind, dtype, policy="float32"):
 
 
 def gradients(layer, x, call):
-    return output_and_gradients(lambda x, *weights: tf.cast(call(x), tf.float32), [x, layer.gamma.value, layer.beta.value])
+    return output_and_gradients(
+        lambda x, *weights: tf.cast(call(x), tf.float32), [x, layer.gamma.value, layer.beta.value]
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
