@@ -1,6 +1,7 @@
 # Two commands for a fresh machine (Python 3.10+):
 #   make run        the MNIST lab: train the GAN and LeNet, generate, classify, sort, report
 #   make test       install the test dependencies and run the whole test suite
+#   make lint       ruff's lint and format check (ruff.toml); `make format` rewrites the tree as ruff formats it
 #   make test-fast  the edit loop: everything but the tests marked slow (training, real Stable Diffusion
 #                   networks, the bridge's parity, the notebook, several processes)
 # Offline machines: MNIST_NPZ=/path/to/mnist.npz make run
@@ -11,7 +12,7 @@ BIN = $(VENV)/bin
 PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test test-fast benchmark clean
+.PHONY: run test test-fast lint format benchmark clean
 
 $(BIN)/activate: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,14 @@ test: $(VENV)/.test-deps
 
 test-fast: $(VENV)/.test-deps
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.test-deps
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 benchmark: $(BIN)/activate
 	$(BIN)/python benchmarks/gan_throughput.py

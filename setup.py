@@ -30,7 +30,18 @@ setup(
         # The bridge's parity tests run diffusers' and transformers' own networks (PyTorch CPU), and
         # diffusers reads LoRA files through PEFT;
         # 2.13.0 is the CPU build these machines carry (a newer pin pulls GBs of CUDA wheels).
-        "test": ["pytest", "torch==2.13.0", "diffusers", "transformers", "peft", "nbclient", "nbformat", "ipykernel"],
+        # ruff is pinned: another release may format differently, and CI fails on any difference.
+        "test": [
+            "pytest",
+            "ruff==0.17.6",
+            "torch==2.13.0",
+            "diffusers",
+            "transformers",
+            "peft",
+            "nbclient",
+            "nbformat",
+            "ipykernel",
+        ],
     },
     entry_points={
         "console_scripts": [

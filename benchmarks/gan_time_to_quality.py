@@ -209,7 +209,8 @@ def main(argv):
         target = rows_by_run["tutorial"][-1]
         reached = time_to_reach(rows_by_run["project"], target["mnist_fid"])
         print(
-            f"tutorial's FID after {target['epoch']} epochs: {target['mnist_fid']:.2f} in {target['training_seconds']:.0f} s"
+            f"tutorial's FID after {target['epoch']} epochs: {target['mnist_fid']:.2f} in "
+            f"{target['training_seconds']:.0f} s"
         )
         if reached is None:
             print("the project never reached it")

@@ -287,7 +287,8 @@ def main(argv):
             ours, theirs = results.get((size, precision, "project")), results.get((size, precision, "diffusers"))
             if ours and theirs:
                 print(
-                    f"{size} px {precision}: project / diffusers = {ours['seconds_per_step'] / theirs['seconds_per_step']:.2f}x "
+                    f"{size} px {precision}: project / diffusers = "
+                    f"{ours['seconds_per_step'] / theirs['seconds_per_step']:.2f}x "
                     f"time per step, {ours['peak_gib'] / theirs['peak_gib']:.2f}x peak memory"
                 )
 

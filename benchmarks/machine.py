@@ -28,13 +28,15 @@ def describe_machine():
 
     return (
         f"{datetime.date.today()}, {model}, {os.cpu_count()} cores, ISA: {isa}; "
-        f"TensorFlow {tf.__version__}, intra-op threads {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
+        f"TensorFlow {tf.__version__}, intra-op threads "
+        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
     )
 
 
 # A convolution in each library, to make oneDNN say which instruction set it runs with.
 _ONEDNN_PROBES = {
-    "TensorFlow": "import tensorflow as tf; tf.function(lambda x: tf.nn.conv2d(x, tf.ones((3, 3, 8, 8)), 1, 'SAME'))(tf.ones((1, 16, 16, 8)))",
+    "TensorFlow": "import tensorflow as tf; tf.function(lambda x: tf.nn.conv2d(x, tf.ones((3, 3, 8, 8)), 1, "
+    "'SAME'))(tf.ones((1, 16, 16, 8)))",
     "PyTorch": "import torch; torch.nn.functional.conv2d(torch.ones(1, 64, 32, 32), torch.ones(64, 64, 3, 3))",
 }
 

@@ -118,7 +118,8 @@ def main(argv):
         call()
         columns[mode] = (time.perf_counter() - start, dict(clock.own_seconds))
     print(
-        f"\nStable Diffusion 1.x U-Net, {FLAGS.size} px, batch 2, float32, one eager call: own seconds by layer kind (share)"
+        f"\nStable Diffusion 1.x U-Net, {FLAGS.size} px, batch 2, float32, one eager call: own seconds by layer kind "
+        "(share)"
     )
     print("| layer kind | " + " | ".join(columns) + " |\n| --- |" + " --- |" * len(columns))
     kinds = sorted(

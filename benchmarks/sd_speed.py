@@ -170,7 +170,8 @@ def main(argv):
         import torch
 
         print(
-            f"{describe_onednn('PyTorch')}; PyTorch {torch.__version__}, {tensorflow_threads()} threads (TensorFlow's count), "
+            f"{describe_onednn('PyTorch')}; PyTorch {torch.__version__}, {tensorflow_threads()} threads (TensorFlow's "
+            "count), "
             f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
         )
     rows = [
@@ -196,7 +197,8 @@ def main(argv):
 
     print(f"\nStable Diffusion 1.x, one {FLAGS.steps_per_image}-step image with guidance (U-Net batch 2), timed whole")
     print(
-        "| size | side | precision | s/step (median) | s/image | peak GiB | image / diffusers, same precision | image / diffusers float32 |"
+        "| size | side | precision | s/step (median) | s/image | peak GiB | image / diffusers, same precision | image "
+        "/ diffusers float32 |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for (size, precision, mode), result in results.items():
@@ -205,7 +207,8 @@ def main(argv):
         image = result["seconds_per_image"]
         ratios = [f"{image / peer['seconds_per_image']:.2f}x" if peer else "-" for peer in (matched, default)]
         print(
-            f"| {size} | {mode} | {precision} | {result['seconds_per_step']:.2f} | {image:.0f} | {result['peak_gib']:.1f} | "
+            f"| {size} | {mode} | {precision} | {result['seconds_per_step']:.2f} | {image:.0f} | "
+            f"{result['peak_gib']:.1f} | "
             f"{ratios[0]} | {ratios[1]} |"
         )
 

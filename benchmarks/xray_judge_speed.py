@@ -50,7 +50,8 @@ def main(argv):
     count = summary["synthetic"]["count"]
     print(
         f"judge classifier: {config.backbone}, {config.image_size} px input, {config.epochs} epochs on "
-        f"{summary['classifier']['train_count']} real images; accuracy {summary['classifier']['training_accuracy']:.1%} "
+        f"{summary['classifier']['train_count']} real images; accuracy "
+        f"{summary['classifier']['training_accuracy']:.1%} "
         f"in training, {summary['classifier']['held_out_accuracy']:.1%} held out"
     )
     print(f"training and first judging: {first:.1f} s; training alone: {first - judging:.1f} s (the difference)")

@@ -107,6 +107,7 @@ class PrebuiltModel(keras.Model):
         super().__init__(**kwargs)
         self.built = True
 
-    # The hook `fit` and `evaluate` build through: private Keras API, held by setup.py's keras pin (tests/test_private_apis.py).
+    # The hook `fit` and `evaluate` build through: private Keras API, held by setup.py's keras pin
+    # (tests/test_private_apis.py).
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         pass

@@ -149,7 +149,8 @@ def plan_runtime(accelerator, gpu_gib=None):
             "auto",
             False,
             [
-                "The GAN trains on the TPU cores (TPUStrategy); LeNet-5 and Stable Diffusion run on the TPU VM's host CPUs."
+                "The GAN trains on the TPU cores (TPUStrategy); LeNet-5 and Stable Diffusion run on the TPU VM's host "
+                "CPUs."
             ],
         )
     return RuntimePlan(

@@ -48,7 +48,8 @@ def describe(version=VERSION):
     """One line naming the judge, for summaries and benchmark output."""
     weights_path, record_path = reference_paths(version)
     record = read_json(record_path, how_to_fix="reinstall the package")
-    return f"reference LeNet-5 {version} ({record['test_accuracy']:.2%} MNIST test accuracy, {os.path.basename(weights_path)})"
+    accuracy = f"{record['test_accuracy']:.2%} MNIST test accuracy"
+    return f"reference LeNet-5 {version} ({accuracy}, {os.path.basename(weights_path)})"
 
 
 def save_reference_judge(model, version, record):

@@ -26,7 +26,8 @@ def define_common_flags():
         "strategy",
         "auto",
         STRATEGIES,
-        "tf.distribute strategy: auto (TPU if present, all GPUs if several, else one device), one device, all local GPUs, several workers (TF_CONFIG), or TPU.",
+        "tf.distribute strategy: auto (TPU if present, all GPUs if several, else one device), one device, all local "
+        "GPUs, several workers (TF_CONFIG), or TPU.",
     )
     flags.DEFINE_string(
         "tpu", "", "TPU name or grpc:// address for --strategy=tpu (empty: this VM's own TPU, as on Colab)."

@@ -53,7 +53,8 @@ define_weight_flags()
 flags.DEFINE_multi_string(
     "lora",
     [],
-    "LoRA adapters to apply, FILE or FILE:SCALE (genlab-xray-finetune's lora.safetensors, or a diffusers LoRA file); repeat to stack.",
+    "LoRA adapters to apply, FILE or FILE:SCALE (genlab-xray-finetune's lora.safetensors, or a diffusers LoRA file); "
+    "repeat to stack.",
 )
 flags.DEFINE_bool(
     "cpu_weight_cache",
@@ -69,7 +70,8 @@ flags.DEFINE_integer("shard_index", 0, "Which shard this job makes, 0..num_shard
 flags.DEFINE_string(
     "real",
     "",
-    "A folder of real X-rays, one sub-folder per class: the finished dataset is then judged against it (genlab-xray-judge's defaults).",
+    "A folder of real X-rays, one sub-folder per class: the finished dataset is then judged against it "
+    "(genlab-xray-judge's defaults).",
 )
 flags.DEFINE_string("judge_dir", "", "Where the judge's report goes (default: OUTPUT_DIR_judge, beside the dataset).")
 flags.DEFINE_bool(
@@ -89,7 +91,8 @@ def main():
             raise UserError(f"--output_dir={out!r} does not exist; point --merge at the shards' dataset folder")
         rows = dataset.write_index(out)
         print(
-            f"Indexed {len(rows)} images: {os.path.join(out, dataset.METADATA_FILE)}, {os.path.join(out, dataset.GRID_FILE)}"
+            f"Indexed {len(rows)} images: {os.path.join(out, dataset.METADATA_FILE)}, "
+            f"{os.path.join(out, dataset.GRID_FILE)}"
         )
         return
     config = XrayConfig(
@@ -144,7 +147,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     result = generate_dataset(models, class_prompts, config, out)
     print(
-        f"Made {result.made} images in {result.seconds:.0f} s ({result.skipped} were already done) in {os.path.abspath(out)}."
+        f"Made {result.made} images in {result.seconds:.0f} s ({result.skipped} were already done) in "
+        f"{os.path.abspath(out)}."
     )
     if result.indexed:
         print(f"  {dataset.METADATA_FILE} (one row per image) and {dataset.GRID_FILE} (a few images per class).")
@@ -165,7 +169,8 @@ def main():
                 raise SystemExit(judged.returncode)  # The judge has said why in one line.
     else:
         print(
-            f"  Shard {config.shard_index + 1} of {config.num_shards} done; when all are, run: genlab-xray --merge --output_dir={out}"
+            f"  Shard {config.shard_index + 1} of {config.num_shards} done; when all are, run: genlab-xray --merge "
+            f"--output_dir={out}"
         )
 
 

@@ -36,7 +36,8 @@ flags.DEFINE_enum(
     "backbone",
     _DEFAULTS.backbone,
     BACKBONES,
-    "The judge: a small CNN trained from scratch, or a frozen ImageNet backbone from keras.applications with a new head.",
+    "The judge: a small CNN trained from scratch, or a frozen ImageNet backbone from keras.applications with a new "
+    "head.",
 )
 flags.DEFINE_string(
     "backbone_weights",
@@ -83,7 +84,8 @@ def main():
     summary = judge_dataset(FLAGS.real, FLAGS.synthetic, FLAGS.output_dir, config, classifier_path=FLAGS.classifier)
     print(format_summary(summary))
     print(
-        f"summary.json, predictions.csv, confusion_matrix.png, convincing.png and metrics.png in {os.path.abspath(FLAGS.output_dir)}"
+        "summary.json, predictions.csv, confusion_matrix.png, convincing.png and metrics.png in "
+        f"{os.path.abspath(FLAGS.output_dir)}"
     )
 
 

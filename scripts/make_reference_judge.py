@@ -43,7 +43,8 @@ def main():
     }
     weights_path, record_path = reference.save_reference_judge(result.model, FLAGS.version, record)
     print(
-        f"Reference judge {FLAGS.version}: {result.test_accuracy:.2%} MNIST test accuracy\n  {weights_path}\n  {record_path}"
+        f"Reference judge {FLAGS.version}: {result.test_accuracy:.2%} MNIST test accuracy\n  {weights_path}\n  "
+        f"{record_path}"
     )
 
 

@@ -76,10 +76,12 @@ def main():
     print(format_summary(summary))
     print(f"\nEverything is in {os.path.abspath(out)}:")
     print(
-        "  gan/samples.gif, gan/loss_curves.png   how training went\n  lenet/                                 the judge and its confusion matrix"
+        "  gan/samples.gif, gan/loss_curves.png   how training went\n  lenet/                                 the "
+        "judge and its confusion matrix"
     )
     print(
-        "  sorted/0..9, sorted/predictions.csv    the generated digits by label\n  sorted/summary.json, sorted/*.png      quality metrics and figures"
+        "  sorted/0..9, sorted/predictions.csv    the generated digits by label\n  sorted/summary.json, sorted/*.png  "
+        "    quality metrics and figures"
     )
 
 

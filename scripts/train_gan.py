@@ -34,7 +34,8 @@ def main():
         )
         return
     print(
-        f"Trained {result.epochs_done} epochs in {result.seconds:.0f} s. Outputs in {os.path.abspath(FLAGS.output_dir)}:"
+        f"Trained {result.epochs_done} epochs in {result.seconds:.0f} s. Outputs in "
+        f"{os.path.abspath(FLAGS.output_dir)}:"
     )
     print("  generator.keras, samples/ and samples.gif, loss_curves.png, history.csv, tensorboard/")
 

@@ -30,7 +30,8 @@ def define_weight_flags(default_image_size=512):
         "precision",
         "auto",
         PRECISIONS,
-        "Compute precision. auto: mixed_bfloat16 on CPUs with bfloat16 instructions (AVX-512 BF16, AMX), where it is faster, else float32.",
+        "Compute precision. auto: mixed_bfloat16 on CPUs with bfloat16 instructions (AVX-512 BF16, AMX), where it is "
+        "faster, else float32.",
     )
     flags.DEFINE_integer(
         "image_size",

@@ -87,7 +87,8 @@ def load_stable_diffusion(
     """
     if image_size <= 0 or image_size % 128:
         raise UserError(
-            f"--image_size={image_size} is not a positive multiple of 128 (the U-Net halves it 3 times, the VAE 3 times more); try 256 or 512"
+            f"--image_size={image_size} is not a positive multiple of 128 (the U-Net halves it 3 times, the VAE 3 "
+            "times more); try 256 or 512"
         )
     if precision not in PRECISIONS:
         raise UserError(f"--precision={precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -195,18 +196,21 @@ def find_weight_files(weights, weights_path):
     if weights == "local":
         if not weights_path or not os.path.isdir(weights_path):
             raise UserError(
-                f"--weights=local needs --weights_path=DIR, a folder with {', '.join(n for n, _ in KERAS_CV_FILES.values())}; {weights_path!r} is not a folder"
+                "--weights=local needs --weights_path=DIR, a folder with "
+                f"{', '.join(n for n, _ in KERAS_CV_FILES.values())}; {weights_path!r} is not a folder"
             )
         paths = {network: os.path.join(weights_path, name) for network, (name, _) in KERAS_CV_FILES.items()}
         missing = [os.path.basename(p) for p in paths.values() if not os.path.isfile(p)]
         if missing:
             raise UserError(
-                f"--weights_path={weights_path!r} lacks {', '.join(missing)}; copy KerasCV's files there, or write them from a diffusers checkpoint with genlab-convert-diffusers"
+                f"--weights_path={weights_path!r} lacks {', '.join(missing)}; copy KerasCV's files there, or write "
+                "them from a diffusers checkpoint with genlab-convert-diffusers"
             )
         not_hdf5 = [os.path.basename(p) for p in paths.values() if not h5py.is_hdf5(p)]
         if not_hdf5:
             raise UserError(
-                f"--weights_path={weights_path!r}: {', '.join(not_hdf5)} is not an HDF5 weight file; replace it with KerasCV's file"
+                f"--weights_path={weights_path!r}: {', '.join(not_hdf5)} is not an HDF5 weight file; replace it with "
+                "KerasCV's file"
             )
         return paths
     raise UserError(f"--weights={weights!r} is not one of {', '.join(WEIGHT_SOURCES)}")
@@ -239,7 +243,8 @@ def _load_keras_cv_file(network, path):
         load_keras_cv_weights(network, path)
     except Exception as error:  # h5py and Keras raise many types for a foreign or truncated file.
         raise UserError(
-            f"weight file {path!r} does not fit KerasCV's {network.name} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); is it the right file?"
+            f"weight file {path!r} does not fit KerasCV's {network.name} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200]}); is it the right file?"
         ) from None
 
 

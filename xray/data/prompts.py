@@ -55,7 +55,8 @@ def load_prompt_file(path):
     """Reads a JSON or YAML prompt file into `ClassPrompt`s, or raises a one-line `UserError`."""
     if not os.path.isfile(path):
         raise UserError(
-            f"prompt file {path!r} does not exist; pass --prompt_file=PATH to a JSON or YAML list of {{class, prompt}} entries"
+            f"prompt file {path!r} does not exist; pass --prompt_file=PATH to a JSON or YAML list of "
+            f"{{class, prompt}} entries"
         )
     with open(path, encoding="utf-8") as f:
         text = f.read()

@@ -196,7 +196,8 @@ class DiffusersCheckpoint:
         if pickles:
             raise UserError(
                 f"{folder}/{pickles[0]} is a pickled PyTorch file, which can run code when loaded; only .safetensors "
-                "are read: on a trusted machine re-save the checkpoint with save_pretrained(..., safe_serialization=True)"
+                "are read: on a trusted machine re-save the checkpoint with save_pretrained(..., "
+                "safe_serialization=True)"
             )
         raise UserError(f"{directory} has no {stem}.safetensors")
 
@@ -418,10 +419,13 @@ def _clip_layer(layer, name):
 
 def _text_encoder_pairs(model):
     names = ["embeddings"] + [f"encoder.layers.{i}" for i in range(12)] + ["final_layer_norm"]
-    embeddings = lambda layer, name: [
-        (layer.token_embedding.embeddings, f"{name}.token_embedding.weight", SAME),  # noqa: E731
-        (layer.position_embedding.embeddings, f"{name}.position_embedding.weight", SAME),
-    ]
+
+    def embeddings(layer, name):
+        return [
+            (layer.token_embedding.embeddings, f"{name}.token_embedding.weight", SAME),
+            (layer.position_embedding.embeddings, f"{name}.position_embedding.weight", SAME),
+        ]
+
     mappers = {CLIPEmbedding: embeddings, CLIPEncoderLayer: _clip_layer, keras.layers.LayerNormalization: _norm}
     return _walk(model, names, mappers)
 
@@ -489,7 +493,8 @@ def _assign(pairs, tensors, path, unused_prefixes):
         placeholder = np.broadcast_to(np.float32(0), shape)  # The layout change's shape, without reading the tensor.
         if layout.to_keras(placeholder).shape != tuple(variable.shape):
             raise UserError(
-                f"{path}: tensor {name!r} has shape {shape}, KerasCV needs {tuple(variable.shape)} (after layout change)"
+                f"{path}: tensor {name!r} has shape {shape}, KerasCV needs {tuple(variable.shape)} (after layout "
+                "change)"
             )
         found.append((variable, name, layout))
     used = {name for _, name, _ in pairs} | {
@@ -498,7 +503,8 @@ def _assign(pairs, tensors, path, unused_prefixes):
     unused = sorted(name for name in set(tensors.names) - used if not name.startswith(unused_prefixes))
     if unused:
         raise UserError(
-            f"{path} has {len(unused)} tensor(s) KerasCV's network has no place for, e.g. {unused[0]!r}: not Stable Diffusion 1.x"
+            f"{path} has {len(unused)} tensor(s) KerasCV's network has no place for, e.g. {unused[0]!r}: not Stable "
+            "Diffusion 1.x"
         )
     for variable, name, layout in found:
         assign_in_place(variable, layout.to_keras(tensors.get(name)))

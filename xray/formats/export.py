@@ -101,7 +101,12 @@ def network_tensors(network_name, network, prefix=""):
     for variable, name, layout in weight_pairs(network_name, network):
         shape = layout.to_diffusers(np.broadcast_to(np.float32(0), tuple(variable.shape))).shape
         items.append(
-            (prefix + name, shape, "F32", lambda v=variable, l=layout: l.to_diffusers(np.asarray(v, dtype=np.float32)))
+            (
+                prefix + name,
+                shape,
+                "F32",
+                lambda v=variable, to=layout: to.to_diffusers(np.asarray(v, dtype=np.float32)),
+            )
         )
     return items
 

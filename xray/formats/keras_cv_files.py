@@ -56,7 +56,8 @@ def load_keras_cv_weights(model, path):
             datasets = [group[name][weight] for weight in load_attributes_from_hdf5_group(group[name], "weight_names")]
             if [tuple(d.shape) for d in datasets] != [tuple(v.shape) for v in variables]:
                 raise ValueError(
-                    f"layer {name!r} holds shapes {[d.shape for d in datasets]}, {layer.name} needs {[tuple(v.shape) for v in variables]}"
+                    f"layer {name!r} holds shapes {[d.shape for d in datasets]}, {layer.name} needs "
+                    f"{[tuple(v.shape) for v in variables]}"
                 )
             pairs += zip(variables, datasets)
         for variable, dataset in pairs:
@@ -72,7 +73,8 @@ def save_keras_cv_weights(model, path, values=None):
     ({id(variable): array, or None to leave the variable out}) writes other values than the
     variables hold, so a network trained with LoRA is written with its adapters merged in.
     """
-    # keras.src.legacy and Model._trainable_variables: private Keras API, held by setup.py's keras pin (tests/test_private_apis.py).
+    # keras.src.legacy and Model._trainable_variables: private Keras API, held by setup.py's keras pin
+    # (tests/test_private_apis.py).
     from keras.src.legacy.saving.legacy_h5_format import save_attributes_to_hdf5_group
 
     values = values or {}
@@ -114,9 +116,9 @@ def save_tokenizer(tokenizer, path):
 def convert_checkpoint(path, output_dir):
     """Writes a checkpoint as KerasCV weight files that `--weights=local` loads without the bridge.
 
-    Beside the three `kcv_*.h5` files (and the VAE encoder's, for fine-tuning) go the checkpoint's tokenizer (as the gzipped BPE file
-    KerasCV reads) and `conversion.json` (its scheduler config), so the converted folder
-    samples exactly as the checkpoint does.
+    Beside the three `kcv_*.h5` files (and the VAE encoder's, for fine-tuning) go the checkpoint's
+    tokenizer (as the gzipped BPE file KerasCV reads) and `conversion.json` (its scheduler config),
+    so the converted folder samples exactly as the checkpoint does.
     """
     check_output_path(output_dir, "--output_dir")
     checkpoint = open_checkpoint(path)

@@ -101,7 +101,8 @@ def read_adapters(path, flag="--lora"):
     ranks = {a.shape[0] for a, _ in adapters.values()}
     if not adapters or len(ranks) != 1 or ranks != {record.get("rank", min(ranks or {0}))}:
         raise UserError(
-            f"{flag}={path}: expected adapters of one rank (its record says {record.get('rank')}), found {sorted(ranks)}"
+            f"{flag}={path}: expected adapters of one rank (its record says {record.get('rank')}), found "
+            f"{sorted(ranks)}"
         )
     return adapters, record
 

@@ -52,7 +52,8 @@ class NoiseSchedule:
         prediction = config.get("prediction_type", "epsilon")
         if prediction != "epsilon":
             raise UserError(
-                f"{source}: prediction_type {prediction!r} is not supported; Stable Diffusion 1.x checkpoints predict 'epsilon' (v-prediction is SD 2.x)"
+                f"{source}: prediction_type {prediction!r} is not supported; Stable Diffusion 1.x checkpoints predict "
+                "'epsilon' (v-prediction is SD 2.x)"
             )
         steps = int(config.get("num_train_timesteps", 1000))
         beta_start, beta_end = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
@@ -93,7 +94,8 @@ class NoiseSchedule:
 
 
 def tokenize(tokenizer, text):
-    """CLIP token ids padded to MAX_PROMPT_TOKENS, or a `UserError` if the text is longer than Stable Diffusion reads."""
+    """CLIP token ids padded to MAX_PROMPT_TOKENS, or a `UserError` if the text is longer than Stable
+    Diffusion reads."""
     ids = tokenizer.encode(text)  # With the start and end tokens.
     if len(ids) > MAX_PROMPT_TOKENS:
         raise UserError(

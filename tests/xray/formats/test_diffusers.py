@@ -1,4 +1,5 @@
-"""The diffusers bridge: the checks it makes before converting anything (parity: xray/formats/test_diffusers_parity.py)."""
+"""The diffusers bridge: the checks it makes before converting anything (parity:
+xray/formats/test_diffusers_parity.py)."""
 
 import json
 

@@ -127,15 +127,15 @@ def test_fit_and_evaluate_end_where_a_dataset_of_unknown_length_does():
     model = DiffusionFineTuner(diffusion_model(64))
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
     plan = latent_plan()
-    batches = (
-        lambda: tf.data.Dataset.from_generator(  # noqa: E731
-            lambda: (plan.batch(number) for number in range(5)),
-            output_signature={
-                key: tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype))
-                for key, value in plan.batch(0).items()
-            },
+    signature = {
+        key: tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype)) for key, value in plan.batch(0).items()
+    }
+
+    def batches():
+        return tf.data.Dataset.from_generator(
+            lambda: (plan.batch(number) for number in range(5)), output_signature=signature
         )
-    )
+
     assert batches().cardinality() == tf.data.UNKNOWN_CARDINALITY
     steps = []
     counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs=None: steps.append(batch))

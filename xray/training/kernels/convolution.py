@@ -22,7 +22,8 @@ def takes_product_gradient(layer, inputs):
     a frozen kernel (no LoRA, not trainable), a plain 2-D convolution (channels last, valid
     padding, stride and dilation 1, one group), and no more positions than outputs (a known
     number of them)."""
-    # Conv._kernel, the frozen kernel even with LoRA on: private Keras API, held by setup.py's keras pin (tests/test_private_apis.py).
+    # Conv._kernel, the frozen kernel even with LoRA on: private Keras API, held by setup.py's keras pin
+    # (tests/test_private_apis.py).
     height, width, _, outputs = layer._kernel.shape
     if None in inputs.shape[1:3]:
         return False
