@@ -3,6 +3,7 @@
 import numpy as np
 
 from gan.model import IMAGE_SHAPE, is_conditional
+from genlab.batches import predict_in_one_shape
 from genlab.errors import UserError
 from genlab.files import load_model_file
 from genlab.mnist import NUM_CLASSES
@@ -30,8 +31,8 @@ def sample_digits(generator, count, seed=0, labels=None, batch_size=500):
     if is_conditional(generator):
         labels = np.arange(count) % NUM_CLASSES if labels is None else np.asarray(labels)
         labels = labels.astype("int32")
-        images = generator.predict([noise, labels], batch_size=batch_size, verbose=0)
+        images = predict_in_one_shape(generator, [noise, labels], batch_size)
     else:
         labels = None
-        images = generator.predict(noise, batch_size=batch_size, verbose=0)
+        images = predict_in_one_shape(generator, noise, batch_size)
     return images, labels

@@ -4,6 +4,7 @@ Outputs under `output_dir` (see `OUTPUTS`); killed and called again with the sam
 training resumes after the last finished epoch and ends where an uninterrupted run would.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -82,6 +83,24 @@ def fixed_noise(config, count=100):
     return noise, labels
 
 
+@contextlib.contextmanager
+def without_grappler_remapper():
+    """Grappler's remapper off while the GAN trains, as it was before afterwards.
+
+    Where TensorFlow's oneDNN kernels are on (by default on CPUs with AVX-512 VNNI/BF16 or AMX), the
+    remapper fuses the discriminator's Conv2D, BiasAdd and LeakyRelu and drops the BiasAdd that
+    LeakyReluGrad still reads; it then fails on the train step's graph, logs an `E ...
+    meta_optimizer.cc] remapper failed` line, and Grappler keeps the graph from before it. So the
+    step runs as it would with the remapper off: turning it off changes nothing but the line.
+    """
+    options = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options({"remapping": False})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"remapping": options.get("remapping", True)})
+
+
 def train(config, output_dir, verbose=1, extra_callbacks=(), files=None):
     """Trains (or resumes training of) the GAN described by `config`. Returns a `TrainResult`.
 
@@ -145,14 +164,15 @@ def train(config, output_dir, verbose=1, extra_callbacks=(), files=None):
             EpochCheckpoint(paths["checkpoints"]),
         ]
     start = time.time()
-    gan.fit(
-        dataset,
-        epochs=config.epochs,
-        initial_epoch=epochs_done,
-        callbacks=callbacks + list(extra_callbacks),
-        shuffle=False,
-        verbose=verbose,
-    )
+    with without_grappler_remapper():
+        gan.fit(
+            dataset,
+            epochs=config.epochs,
+            initial_epoch=epochs_done,
+            callbacks=callbacks + list(extra_callbacks),
+            shuffle=False,
+            verbose=verbose,
+        )
     seconds = time.time() - start
 
     if nan_guard.diverged_at:

@@ -7,8 +7,10 @@ import ctypes
 import dataclasses
 import glob
 import os
+import re
 import subprocess
 import sys
+import tempfile
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")  # genlab.distribute.make_strategy's names.
 # keras-team/keras-io#1652: compiling Stable Diffusion in mixed precision with XLA needed a GPU
@@ -24,9 +26,57 @@ ONEDNN_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 # For a process that only runs networks forward (genlab-xray). oneDNN's kernels want weights in a
 # blocked layout of their own; with Keras's variables as weights, TensorFlow reorders every
 # weight on every call unless told the weights never change.
-INFERENCE_ONLY_ENVIRONMENT = dict(
-    ONEDNN_ENVIRONMENT, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="1"
-)  # Weights reordered once, kept.
+# Weights reordered once, kept.
+INFERENCE_ONLY_ENVIRONMENT = dict(ONEDNN_ENVIRONMENT, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="1")
+
+
+# What TensorFlow's pip build prints while it loads and looks for a GPU on a machine with no NVIDIA
+# driver: expected there, and no error of the user's. Its C++ logging prints these before it reads
+# TF_CPP_MIN_LOG_LEVEL. GENLAB_ALL_LOGS=1 shows them.
+ALL_LOGS_ENV_VAR = "GENLAB_ALL_LOGS"
+EXPECTED_WITHOUT_GPU = (
+    re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"),
+    re.compile(r"I\d{4} .*cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will not be used\."),
+    re.compile(r"E\d{4} .*cuda_platform\.cc:\d+\] failed call to cuInit: .*"),
+)
+
+
+def import_tensorflow_quietly(environ=os.environ):
+    """Imports TensorFlow and lists its GPUs, leaving out of stderr the lines `EXPECTED_WITHOUT_GPU`
+    when it finds none; every other line it printed follows, as printed. Returns the module.
+
+    The lines are caught in a file while TensorFlow loads, not filtered from a live stream, so
+    nothing is lost or reordered. If the import fails, or a GPU is found, or `GENLAB_ALL_LOGS=1`,
+    or TensorFlow has loaded already, nothing is left out. Unless set, TF_CPP_MIN_LOG_LEVEL is 2:
+    TensorFlow's C++ errors are shown, its info and warnings are not.
+    """
+    if "tensorflow" in sys.modules or environ.get(ALL_LOGS_ENV_VAR) == "1":
+        import tensorflow as tf
+
+        return tf
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ errors, not its info and warnings.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    gpus = None
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if gpus != [] or not is_expected_without_gpu(line)))
+            sys.stderr.flush()
+    return tf
+
+
+def is_expected_without_gpu(line):
+    return any(pattern.fullmatch(line.rstrip("\n")) for pattern in EXPECTED_WITHOUT_GPU)
 
 
 def _set_before_tensorflow(variables, environ):

@@ -19,6 +19,7 @@ import numpy as np
 
 from gan.sampling import load_generator, sample_digits
 from genlab import plots
+from genlab.batches import predict_in_one_shape
 from genlab.files import check_output_path, write_json
 from genlab.images import to_uint8
 from genlab.mnist import NUM_CLASSES, load_mnist
@@ -27,6 +28,8 @@ from lenet.metrics import confusion_matrix, quality_report
 from lenet.model import probabilities_and_features
 from lenet.sorting import prepare_output_dir, publish, write_sorted_images
 from lenet.train import load_classifier
+
+BATCH_SIZE = 500  # Every prediction in this one batch shape (genlab.batches).
 
 
 def judge_generator(
@@ -51,16 +54,15 @@ def judge_generator(
     images, intended = sample_digits(generator, count, seed=seed)
     images_uint8 = to_uint8(images)
     pixels = images_uint8.astype("float32")
-    sorter_probabilities, _ = sorter.predict(pixels, batch_size=500, verbose=verbose)
-    probabilities, features = judge.predict(pixels, batch_size=500, verbose=0)
+    sorter_probabilities, _ = predict_in_one_shape(sorter, pixels, BATCH_SIZE, verbose=verbose)
+    probabilities, features = predict_in_one_shape(judge, pixels, BATCH_SIZE)
 
     # Real digits at the generated set's count: FID depends on the sample size, so only equal
     # counts, judged by the same network against the same test digits, compare.
-    _, test_features = judge.predict(x_test[..., None].astype("float32"), batch_size=1000, verbose=0)
+    _, test_features = predict_in_one_shape(judge, x_test[..., None].astype("float32"), BATCH_SIZE)
     real_index = np.random.default_rng(seed).choice(len(x_train), size=min(count, len(x_train)), replace=False)
-    real_probabilities, real_features = judge.predict(
-        x_train[real_index][..., None].astype("float32"), batch_size=1000, verbose=0
-    )
+    real_digits = x_train[real_index][..., None].astype("float32")
+    real_probabilities, real_features = predict_in_one_shape(judge, real_digits, BATCH_SIZE)
 
     rows = write_sorted_images(staging, images_uint8, sorter_probabilities, min_confidence, intended)
     summary = {

@@ -16,6 +16,7 @@ from absl import flags
 
 from genlab.errors import UserError
 from genlab.files import check_output_path
+from genlab.runtime import import_tensorflow_quietly
 from scripts.common_flags import run_program
 from scripts.xray_flags import define_source_flags, parse_lora
 
@@ -29,9 +30,10 @@ FLAGS = flags.FLAGS
 def main():
     check_output_path(FLAGS.output_dir, "--output_dir")
     loras = [parse_lora(value) for value in FLAGS.lora]
+    if FLAGS.lora_only and len(FLAGS.lora) != 1:
+        raise UserError("--lora_only exports one adapter file: pass exactly one --lora=FILE")
+    import_tensorflow_quietly()
     if FLAGS.lora_only:
-        if len(FLAGS.lora) != 1:
-            raise UserError("--lora_only exports one adapter file: pass exactly one --lora=FILE")
         from xray.formats.export import export_lora
 
         print(f"Wrote {export_lora(loras[0][0], FLAGS.output_dir)}: pipe.load_lora_weights('{FLAGS.output_dir}')")

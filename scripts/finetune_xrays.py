@@ -19,7 +19,13 @@ from absl import flags
 
 from genlab.errors import UserError
 from genlab.files import check_output_path
-from genlab.runtime import STRATEGIES, keep_torch_out, limit_malloc_arenas, use_onednn_kernels
+from genlab.runtime import (
+    STRATEGIES,
+    import_tensorflow_quietly,
+    keep_torch_out,
+    limit_malloc_arenas,
+    use_onednn_kernels,
+)
 from scripts.common_flags import positive, run_program
 from scripts.xray_flags import define_weight_flags
 from xray.config import DEFAULT_CAPTION_TEMPLATE, FinetuneConfig
@@ -153,6 +159,7 @@ def main():
     )
     import keras
 
+    import_tensorflow_quietly()
     from genlab.distribute import make_strategy
     from xray.training.finetune import finetune, write_merged
     from xray.weights import load_image_encoder, load_stable_diffusion

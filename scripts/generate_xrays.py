@@ -19,7 +19,7 @@ from absl import flags
 
 from genlab.errors import UserError
 from genlab.files import check_output_path
-from genlab.runtime import keep_torch_out, use_inference_only_kernels
+from genlab.runtime import import_tensorflow_quietly, keep_torch_out, use_inference_only_kernels
 from scripts.common_flags import positive, run_program
 from scripts.xray_flags import define_weight_flags, parse_lora
 from xray.config import XrayConfig
@@ -115,17 +115,15 @@ def main():
         check_output_path(judge_dir, "--judge_dir")
     class_prompts = load_prompt_file(FLAGS.prompt_file) if FLAGS.prompt_file else BUILTIN_PROMPTS
     loras = [parse_lora(value) for value in FLAGS.lora]
-    judge_environment = dict(
-        os.environ
-    )  # The judge trains, so it runs in a process of its own with the user's settings.
+    # The judge trains, so it runs in a process of its own with the user's settings.
+    judge_environment = dict(os.environ)
     keep_torch_out()  # These two before KerasCV and TensorFlow load, which the next imports do.
     if FLAGS.cpu_weight_cache:
         use_inference_only_kernels()
+    import_tensorflow_quietly()  # TensorFlow loads only now, once the cheap checks have passed.
     import keras
 
-    from xray.generation.generate import (
-        generate_dataset,
-    )  # TensorFlow loads only now, once the cheap checks have passed.
+    from xray.generation.generate import generate_dataset
     from xray.weights import load_stable_diffusion
 
     keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.

@@ -15,6 +15,7 @@ import os
 from absl import flags
 
 from genlab.files import check_output_path
+from genlab.runtime import import_tensorflow_quietly
 from scripts.common_flags import positive, run_program
 from xray.config import BACKBONES, JudgeConfig
 
@@ -69,6 +70,7 @@ FLAGS = flags.FLAGS
 
 def main():
     check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads.
+    import_tensorflow_quietly()
     from xray.judging.judge import format_summary, judge_dataset
 
     config = JudgeConfig(

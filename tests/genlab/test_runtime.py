@@ -1,6 +1,7 @@
-"""The notebook's runtime decisions, made from what the runtime reports (no accelerator needed)."""
+"""The runtime decisions, made from what the runtime reports (no accelerator needed), and a quiet TensorFlow start."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,37 @@ def test_malloc_arenas_are_limited_to_one_per_core():
     libc = Libc()
     assert runtime.limit_malloc_arenas(libc, cpus=4) and libc.calls == [(-8, 4)]  # M_ARENA_MAX, from glibc's malloc.h.
     assert not runtime.limit_malloc_arenas(object())  # No mallopt: not glibc.
+
+
+QUIET_IMPORT = "from genlab.runtime import import_tensorflow_quietly; print(import_tensorflow_quietly().__name__)"
+
+
+def test_tensorflows_lines_about_a_missing_gpu_are_left_out_and_every_other_line_kept():
+    expected = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+        "I0000 00:00:1796507569.152797    5743 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU "
+        "will not be used.\n",
+        "E0000 00:00:1796507574.862566    5743 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
+        "Failed call to cuInit: UNKNOWN ERROR (303)\n",
+    ]
+    real = [
+        "E0000 00:00:1796507635.422194    5799 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: ...\n",
+        "E0000 00:00:1796507574.862566    5743 cuda_platform.cc:52] something else about CUDA\n",
+        "Traceback (most recent call last):\n",
+    ]
+    assert all(runtime.is_expected_without_gpu(line) for line in expected)
+    assert not any(runtime.is_expected_without_gpu(line) for line in real)
+
+
+def test_tensorflow_loads_quietly_on_a_machine_without_a_gpu_and_genlab_all_logs_shows_everything():
+    def stderr(**env):
+        result = subprocess.run(
+            [sys.executable, "-c", QUIET_IMPORT], capture_output=True, text=True, env=dict(os.environ, **env)
+        )
+        assert result.returncode == 0 and result.stdout.strip() == "tensorflow", result.stderr
+        return result.stderr.splitlines(keepends=True)
+
+    everything = stderr(GENLAB_ALL_LOGS="1")
+    if not any(runtime.is_expected_without_gpu(line) for line in everything):
+        skip_or_fail("TensorFlow printed none of the lines of a machine without a GPU driver here")
+    assert not any(runtime.is_expected_without_gpu(line) for line in stderr())

@@ -11,12 +11,13 @@ import json
 
 from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 
+# SD 1.x's, as exports write them.
 from xray.formats.export import (
     SCHEDULER_CONFIG,
     TEXT_CONFIG,
     UNET_CONFIG,
     VAE_CONFIG,
-)  # SD 1.x's, as exports write them.
+)
 
 
 def build_network(name, seed=0):

@@ -115,6 +115,7 @@ def test_adapt_generate_judge(tmp_path, adapted):
     )
     out = tmp_path / "data"
     real = make_noise_folder(tmp_path / "real", per_class=3, classes=("chest_pa", "knee"))
+    # The cache's extra weight copy is scripts/test_generate_xrays's.
     result = run_program(
         "scripts.generate_xrays",
         [
@@ -129,7 +130,7 @@ def test_adapt_generate_judge(tmp_path, adapted):
             f"--real={real}",
             "--nocpu_weight_cache",
         ],
-    )  # The cache's extra weight copy is scripts/test_generate_xrays's.
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Made 4 images" in result.stdout
     assert sorted(os.listdir(out)) == ["chest_pa", "knee", "metadata.csv", "sample_grid.png"]

@@ -130,9 +130,8 @@ def test_a_converted_folder_brings_its_tokenizer_schedule_and_numerics(
         json.dumps({"source": "x", "scheduler": scheduler, "numerics": "diffusers"})
     )
     monkeypatch.setenv("CLIP_BPE_PATH", str(tmp_path / "absent.txt.gz"))  # Would fail if it were read.
-    models = load_stable_diffusion(
-        128, "local", str(tmp_path), precision="float32"
-    )  # No --tokenizer_path: the folder's.
+    # No --tokenizer_path: the folder's.
+    models = load_stable_diffusion(128, "local", str(tmp_path), precision="float32")
     assert (models.numerics, models.schedule.source, models.schedule.steps_offset) == ("diffusers", "PNDMScheduler", 1)
     assert models.tokenizer.encode("x-ray") == load_tokenizer(clip_bpe_path).encode("x-ray")
 

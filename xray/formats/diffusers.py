@@ -238,9 +238,8 @@ class Layout:
 
 SAME = Layout(lambda w: w, lambda w: w)  # Biases, norms, embeddings.
 LINEAR = Layout(np.transpose, np.transpose)  # (out, in) <-> (in, out).
-CONV = Layout(
-    lambda w: w.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1)
-)  # (out, in, kh, kw) <-> (kh, kw, in, out).
+# (out, in, kh, kw) <-> (kh, kw, in, out).
+CONV = Layout(lambda w: w.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1))
 LINEAR_AS_CONV = Layout(lambda w: w.T[None, None], lambda k: k[0, 0].T)  # diffusers' linear as Keras's 1x1 convolution.
 
 

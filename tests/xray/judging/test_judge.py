@@ -293,6 +293,5 @@ def test_a_training_accuracy_far_above_held_out_accuracy_is_warned_about():
     assert "--epochs" in summary["warnings"][0] and "--backbone" in summary["warnings"][0]
     assert "Warning: the judge's classifier scored 98.0%" in format_summary(summary)
     assert classifier_warnings(dict(summary["classifier"], training_accuracy=0.70)) == []
-    assert (
-        classifier_warnings(dict(summary["classifier"], training_accuracy=None)) == []
-    )  # A classifier saved before the record had it.
+    # A classifier saved before the record had it.
+    assert classifier_warnings(dict(summary["classifier"], training_accuracy=None)) == []

@@ -150,9 +150,8 @@ def test_frozen_weights_in_bfloat16_compute_what_mixed_precision_computes(tmp_pa
         assert {v.dtype for v in network.trainable_variables} == {"float32"} and len(network.trainable_variables) == 96
         tokens = np.random.default_rng(1).integers(0, 49408, (2, MAX_PROMPT_TOKENS)).astype("int32")
         positions = np.tile(np.arange(MAX_PROMPT_TOKENS, dtype="int32"), (2, 1))
-        weights = tf.sin(
-            tf.range(2 * MAX_PROMPT_TOKENS * 768, dtype=tf.float32)
-        )  # Every output element matters differently.
+        # Every output element matters differently.
+        weights = tf.sin(tf.range(2 * MAX_PROMPT_TOKENS * 768, dtype=tf.float32))
 
         @tf.function
         def output_and_gradients():

@@ -146,9 +146,8 @@ def test_fit_and_evaluate_end_where_a_dataset_of_unknown_length_does():
         model.noise_loss(tf.nest.map_structure(tf.constant, plan.batch(number)), training=False) for number in range(5)
     ]
     expected = float(np.mean(losses))
-    assert np.isclose(
-        model.evaluate(batches(), verbose=0, return_dict=True)["loss"], expected, rtol=1e-5
-    )  # Five batches, not six.
+    # Five batches, not six.
+    assert np.isclose(model.evaluate(batches(), verbose=0, return_dict=True)["loss"], expected, rtol=1e-5)
 
 
 def test_fit_under_a_mirrored_strategy_takes_the_same_steps():

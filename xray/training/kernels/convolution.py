@@ -63,6 +63,5 @@ def product_gradient_convolution(self, inputs, kernel):
 
         return type(self).convolution_op(self, x, w), gradient
 
-    return convolve(
-        inputs, tf.convert_to_tensor(kernel)
-    )  # Read here: tf.custom_gradient would want a variable's gradient.
+    # Read here: tf.custom_gradient would want a variable's gradient.
+    return convolve(inputs, tf.convert_to_tensor(kernel))
