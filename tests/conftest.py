@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+
 from helpers.checks import SHARED_DATA, skip_or_fail
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -5,6 +5,7 @@ import ast
 import os
 
 import pytest
+
 from helpers.checks import REPO
 
 PACKAGES = ("genlab", "gan", "lenet", "xray", "mnist_lab", "scripts")

@@ -11,11 +11,12 @@ import zipfile
 
 import nbformat
 import pytest
-from helpers.checks import REPO
-from helpers.image_folders import make_noise_folder
 from nbclient import NotebookClient
 
 from xray.data.prompts import BUILTIN_PROMPTS
+
+from helpers.checks import REPO
+from helpers.image_folders import make_noise_folder
 
 NOTEBOOK = os.path.join(REPO, "notebooks", "labs.ipynb")
 TINY_BUDGET = """

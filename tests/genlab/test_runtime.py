@@ -5,9 +5,9 @@ import os
 import subprocess
 import sys
 
-from helpers.checks import skip_or_fail
-
 from genlab import runtime
+
+from helpers.checks import skip_or_fail
 
 
 def test_a_16_gb_gpu_runs_stable_diffusion_in_float16_without_xla():

@@ -3,8 +3,9 @@ checkpoint export is proven against diffusers in xray/formats/test_diffusers_par
 
 import numpy as np
 import pytest
-from helpers.programs import run_program
 from safetensors.numpy import load_file, save_file
+
+from helpers.programs import run_program
 
 
 def test_lora_only_writes_diffusers_file_name(tmp_path):

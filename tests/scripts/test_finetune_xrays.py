@@ -12,13 +12,14 @@ import os
 
 import numpy as np
 import pytest
-from helpers.image_folders import make_noise_folder, make_shapes_folder
-from helpers.numerics import array_digest, fingerprint
-from helpers.programs import kill_when, run_program, start_program
 
 from genlab.files import read_csv
 from xray.formats.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE
 from xray.formats.lora_file import merge_adapters, read_adapters
+
+from helpers.image_folders import make_noise_folder, make_shapes_folder
+from helpers.numerics import array_digest, fingerprint
+from helpers.programs import kill_when, run_program, start_program
 
 pytestmark = pytest.mark.slow  # Trains KerasCV's real U-Net, then builds the networks again to generate.
 

@@ -4,10 +4,11 @@ is in scripts/test_finetune_xrays.py."""
 
 import numpy as np
 import pytest
-from helpers.programs import program_env, run_program
 from PIL import Image
 
 from genlab.runtime import INFERENCE_ONLY_ENVIRONMENT
+
+from helpers.programs import program_env, run_program
 
 
 def run_script(args, **kwargs):

@@ -6,6 +6,7 @@ import os
 import re
 
 import pytest
+
 from helpers.programs import program_env, run_program
 
 

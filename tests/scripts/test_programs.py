@@ -1,10 +1,11 @@
 """Every program checks where it will write before it writes: one line, exit status 2, nothing left behind."""
 
 import pytest
-from helpers.programs import run_program
 
 from genlab.errors import UserError
 from genlab.files import check_output_path
+
+from helpers.programs import run_program
 
 # Each program, with the flag naming where it writes (set to a path below) and the least else it needs.
 PROGRAMS = [

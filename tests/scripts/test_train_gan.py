@@ -4,10 +4,11 @@ import os
 
 import numpy as np
 import pytest
-from helpers.programs import kill_when, run_program, start_program
 
 from gan.callbacks import read_history
 from gan.sampling import load_generator, sample_digits
+
+from helpers.programs import kill_when, run_program, start_program
 
 TINY = ["--epochs=2", "--batch_size=32", "--noise_dim=16", "--num_train_images=256"]
 

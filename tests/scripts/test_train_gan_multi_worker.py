@@ -9,11 +9,12 @@ import subprocess
 
 import numpy as np
 import pytest
-from helpers.programs import program_env, start_program
 
 from gan.callbacks import read_history
 from gan.sampling import load_generator, sample_digits
 from genlab.distribute import local_tf_configs
+
+from helpers.programs import program_env, start_program
 
 
 def start_workers(args, output_dirs):

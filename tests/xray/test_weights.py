@@ -8,12 +8,13 @@ import shutil
 
 import h5py
 import pytest
-from helpers import standin_sd
 
 from genlab.errors import UserError
 from xray import weights
 from xray.formats.keras_cv_files import CONVERSION_FILE, KERAS_CV_FILES, TOKENIZER_FILE
 from xray.weights import load_stable_diffusion, load_tokenizer
+
+from helpers import standin_sd
 
 
 @pytest.mark.parametrize(

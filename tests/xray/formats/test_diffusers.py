@@ -5,8 +5,6 @@ import json
 
 import numpy as np
 import pytest
-from helpers.checks import import_peer
-from helpers.sd1_checkpoint import write_configs
 from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 from safetensors.numpy import load_file, save_file
 
@@ -17,6 +15,9 @@ from xray.formats.export import network_tensors
 from xray.formats.safetensors_file import SafetensorsFile, write_safetensors
 from xray.sd.networks import MAX_PROMPT_TOKENS, build_network
 from xray.sd.sampler import NoiseSchedule, tokenize
+
+from helpers.checks import import_peer
+from helpers.sd1_checkpoint import write_configs
 
 PROMPTS = [p.prompt for p in BUILTIN_PROMPTS] + ["", "X-ray of a fractured radius bone"]
 

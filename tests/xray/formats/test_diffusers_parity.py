@@ -22,10 +22,6 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers.checks import import_peer
-from helpers.numerics import array_digest, fingerprint
-from helpers.programs import run_program
-from helpers.sd1_checkpoint import write_checkpoint
 
 from xray import weights
 from xray.config import XrayConfig
@@ -39,6 +35,11 @@ from xray.sd.networks import MAX_PROMPT_TOKENS, NETWORKS
 from xray.sd.sampler import NoiseSchedule, encode_texts, timestep_embedding, tokenize
 from xray.training.adapters import add_adapters, load_adapters_into, save_adapters
 from xray.weights import load_stable_diffusion, load_tokenizer
+
+from helpers.checks import import_peer
+from helpers.numerics import array_digest, fingerprint
+from helpers.programs import run_program
+from helpers.sd1_checkpoint import write_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,6 @@ import os
 import keras
 import numpy as np
 import pytest
-from helpers.programs import kill_when, start_standin
-from helpers.standin_sd import KILL_TEST_CONFIG, KILL_TEST_PROMPTS, standin_models
 from keras_cv.src.models.stable_diffusion.stable_diffusion import StableDiffusion
 from PIL import Image
 
@@ -19,6 +17,9 @@ from xray.data.prompts import ClassPrompt
 from xray.generation import dataset
 from xray.generation.generate import generate_dataset
 from xray.sd.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
+
+from helpers.programs import kill_when, start_standin
+from helpers.standin_sd import KILL_TEST_CONFIG, KILL_TEST_PROMPTS, standin_models
 
 PROMPTS = [
     ClassPrompt("chest_normal", "Frontal chest X-ray of healthy lungs"),

@@ -6,12 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers.image_folders import DIGIT_NAMES, SHAPES, make_digits_folder, make_noise_folder, make_shapes_folder
-from helpers.programs import run_program
 
 from genlab.files import read_csv
 from xray.config import JudgeConfig
 from xray.judging.judge import classifier_warnings, distances, format_summary, judge_dataset, outside_real
+
+from helpers.image_folders import DIGIT_NAMES, SHAPES, make_digits_folder, make_noise_folder, make_shapes_folder
+from helpers.programs import run_program
 
 SMALL = ["--image_size=32", "--epochs=60", "--batch_size=16"]
 TRAINS = pytest.mark.slow  # Trains the judge's classifier (twice with TSTR).

@@ -5,13 +5,14 @@ scripts/test_finetune_xrays.py; parity with diffusers' own LoRA in xray/formats/
 import keras
 import numpy as np
 import pytest
-from helpers.numerics import fingerprint
 
 from genlab.errors import UserError
 from xray.formats.keras_cv_files import save_keras_cv_weights
 from xray.formats.lora_file import merge_adapters, read_adapters
 from xray.sd.networks import MAX_PROMPT_TOKENS, build_network
 from xray.training.adapters import add_adapters, load_adapters_into, merged_values, save_adapters
+
+from helpers.numerics import fingerprint
 
 pytestmark = pytest.mark.slow  # KerasCV's real networks.
 

@@ -12,10 +12,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers.image_folders import make_shapes_folder
-from helpers.numerics import fingerprint
-from helpers.programs import kill_when, run_program, start_standin
-from helpers.standin_sd import FINETUNE_KILL_CONFIG, WIDTH, diffusion_model, image_encoder, standin_models
 from PIL import Image
 
 from genlab.errors import UserError
@@ -27,6 +23,11 @@ from xray.training.examples import read_training_images, training_examples
 from xray.training.finetune import finetune, write_merged
 from xray.training.plan import UpdatePlan
 from xray.training.trainer import DiffusionFineTuner
+
+from helpers.image_folders import make_shapes_folder
+from helpers.numerics import fingerprint
+from helpers.programs import kill_when, run_program, start_standin
+from helpers.standin_sd import FINETUNE_KILL_CONFIG, WIDTH, diffusion_model, image_encoder, standin_models
 
 TRAINS = pytest.mark.slow  # Trains (stand-in networks, but TensorFlow's graphs still take seconds to trace).
 SMALL = FinetuneConfig(

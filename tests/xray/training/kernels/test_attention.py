@@ -5,7 +5,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers.numerics import ancestry, assert_close, output_and_gradients
 from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention, ResBlock
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.grappler import tf_optimizer
@@ -13,6 +12,8 @@ from tensorflow.python.grappler import tf_optimizer
 import xray.training.kernels.attention
 from xray.training.kernels import use_training_kernels
 from xray.training.kernels.attention import attention, geglu, merge_heads
+
+from helpers.numerics import ancestry, assert_close, output_and_gradients
 
 
 def softmax_attention(q, k, v, scale):

@@ -5,10 +5,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers.numerics import assert_close, output_and_gradients
 from keras_cv.src.models.stable_diffusion.padded_conv2d import PaddedConv2D
 
 from xray.training.kernels import use_training_kernels
+
+from helpers.numerics import assert_close, output_and_gradients
 
 
 def frozen_network(size, filters, kernel_size, padding, strides=1, dtype="float32"):

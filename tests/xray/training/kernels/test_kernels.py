@@ -5,13 +5,14 @@ Each kernel's own proof is in the test file named after it."""
 import keras
 import numpy as np
 import tensorflow as tf
-from helpers.numerics import assert_close, output_and_gradients
-from helpers.standin_sd import standin_models
 from keras_cv.src.models.stable_diffusion.diffusion_model import GEGLU, CrossAttention, ResBlock
 
 from xray.config import FinetuneConfig
 from xray.training.finetune import enable_training
 from xray.training.kernels import use_training_kernels
+
+from helpers.numerics import assert_close, output_and_gradients
+from helpers.standin_sd import standin_models
 
 
 def every_kind():

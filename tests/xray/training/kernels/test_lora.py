@@ -6,9 +6,10 @@ import types
 import keras
 import numpy as np
 import tensorflow as tf
-from helpers.numerics import assert_close, output_and_gradients
 
 from xray.training.kernels.lora import factored_call
+
+from helpers.numerics import assert_close, output_and_gradients
 
 
 def test_factored_lora_equals_keras_lora():

@@ -8,9 +8,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers.numerics import ancestry, assert_close, output_and_gradients
 
 from xray.training.kernels.normalization import group_norm_call, layer_norm_call
+
+from helpers.numerics import ancestry, assert_close, output_and_gradients
 
 LAYERS = {
     "layer": (keras.layers.LayerNormalization, {}, layer_norm_call, (2, 6, 16)),
