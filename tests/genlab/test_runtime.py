@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from genlab import runtime
 
 from helpers.checks import skip_or_fail
@@ -64,6 +66,7 @@ def test_cpu_kernel_settings_keep_what_the_user_set_and_are_never_set_once_tenso
     )
 
 
+@pytest.mark.slow  # New processes that load TensorFlow.
 def test_keep_torch_out_keeps_kerascv_from_importing_pytorch_where_it_is_installed():
     if importlib.util.find_spec("torch") is None:  # Found, not imported: this process never needs it.
         skip_or_fail("PyTorch is not installed, so KerasCV cannot import it: pip install -e '.[test]'")
@@ -113,6 +116,7 @@ def test_tensorflows_lines_about_a_missing_gpu_are_left_out_and_every_other_line
     assert not any(runtime.is_expected_without_gpu(line) for line in real)
 
 
+@pytest.mark.slow  # New processes that load TensorFlow.
 def test_tensorflow_loads_quietly_on_a_machine_without_a_gpu_and_genlab_all_logs_shows_everything():
     def stderr(**env):
         result = subprocess.run(

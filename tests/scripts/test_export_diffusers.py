@@ -8,6 +8,7 @@ from safetensors.numpy import load_file, save_file
 from helpers.programs import run_program
 
 
+@pytest.mark.slow  # A program run that loads TensorFlow.
 def test_lora_only_writes_diffusers_file_name(tmp_path):
     lora = tmp_path / "lora.safetensors"
     tensors = {
@@ -22,6 +23,7 @@ def test_lora_only_writes_diffusers_file_name(tmp_path):
     assert sorted(written) == sorted(tensors) and all(np.array_equal(written[k], tensors[k]) for k in tensors)
 
 
+@pytest.mark.slow  # A program run that loads TensorFlow.
 def test_a_file_that_is_not_a_lora_is_refused_and_nothing_is_written(tmp_path):
     other = tmp_path / "model.safetensors"
     save_file({"conv_in.weight": np.ones((320, 4, 3, 3), np.float32)}, other)

@@ -98,12 +98,11 @@ def read_adapters(path, flag="--lora"):
         if set(pair) != {"lora_A", "lora_B"} or pair["lora_A"].shape[0] != pair["lora_B"].shape[1]:
             raise UserError(f"{flag}={path}: {module}'s lora_A and lora_B do not pair up (a missing half or two ranks)")
         adapters[module] = (pair["lora_A"], pair["lora_B"])
-    ranks = {a.shape[0] for a, _ in adapters.values()}
-    if not adapters or len(ranks) != 1 or ranks != {record.get("rank", min(ranks or {0}))}:
-        raise UserError(
-            f"{flag}={path}: expected adapters of one rank (its record says {record.get('rank')}), found "
-            f"{sorted(ranks)}"
-        )
+    ranks = sorted({a.shape[0] for a, _ in adapters.values()})
+    one_rank = len(ranks) == 1
+    recorded = record.get("rank", ranks[0] if one_rank else None)  # A file from diffusers has no record.
+    if not one_rank or ranks != [recorded]:
+        raise UserError(f"{flag}={path}: expected adapters of one rank (its record says {recorded}), found {ranks}")
     return adapters, record
 
 
