@@ -6,6 +6,8 @@ No TensorFlow import here: the notebook asks before TensorFlow's TPU build is in
 import ctypes
 import dataclasses
 import glob
+import importlib.abc
+import importlib.util
 import os
 import re
 import subprocess
@@ -41,38 +43,66 @@ EXPECTED_WITHOUT_GPU = (
 )
 
 
-def import_tensorflow_quietly(environ=os.environ):
-    """Imports TensorFlow and lists its GPUs, leaving out of stderr the lines `EXPECTED_WITHOUT_GPU`
-    when it finds none; every other line it printed follows, as printed. Returns the module.
+def quiet_tensorflow_start(environ=os.environ, meta_path=sys.meta_path):
+    """Makes TensorFlow's first import in this process leave out of stderr the lines
+    `EXPECTED_WITHOUT_GPU` when it finds no GPU; every other line it prints comes as printed.
+    Call it at a program's start: TensorFlow still loads only where the program first imports it.
 
-    The lines are caught in a file while TensorFlow loads, not filtered from a live stream, so
-    nothing is lost or reordered. If the import fails, or a GPU is found, or `GENLAB_ALL_LOGS=1`,
-    or TensorFlow has loaded already, nothing is left out. Unless set, TF_CPP_MIN_LOG_LEVEL is 2:
-    TensorFlow's C++ errors are shown, its info and warnings are not.
+    The import's lines are caught in a file, not filtered from a live stream, so nothing is lost
+    or reordered; on a failed import, or with a GPU, all are shown. Unless set, TF_CPP_MIN_LOG_LEVEL
+    is 2 (TensorFlow's C++ errors shown, its info and warnings not). Nothing changes with
+    `GENLAB_ALL_LOGS=1` or once TensorFlow has loaded. Returns whether the import will be quiet.
     """
     if "tensorflow" in sys.modules or environ.get(ALL_LOGS_ENV_VAR) == "1":
-        import tensorflow as tf
+        return False
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in meta_path):
+        meta_path.insert(0, _QuietTensorFlowFinder())
+    return True
 
-        return tf
-    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ errors, not its info and warnings.
-    sys.stderr.flush()
-    saved = os.dup(2)
-    gpus = None
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            import tensorflow as tf
 
-            gpus = tf.config.list_physical_devices("GPU")
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if gpus != [] or not is_expected_without_gpu(line)))
-            sys.stderr.flush()
-    return tf
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` as the other finders do, with its loader wrapped in `_QuietLoader`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # Once: the real finders find the spec.
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """The package's own loader, its module executed (and its GPUs listed) with stderr caught."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name):  # get_source, get_resource_reader, ...: the real loader's.
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        sys.stderr.flush()
+        saved = os.dup(2)
+        gpus = None
+        with tempfile.TemporaryFile() as caught:
+            os.dup2(caught.fileno(), 2)
+            try:
+                self.loader.exec_module(module)
+                gpus = module.config.list_physical_devices("GPU")  # Where TensorFlow calls cuInit.
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                caught.seek(0)
+                lines = caught.read().decode(errors="replace").splitlines(keepends=True)
+                sys.stderr.write("".join(line for line in lines if gpus != [] or not is_expected_without_gpu(line)))
+                sys.stderr.flush()
 
 
 def is_expected_without_gpu(line):

@@ -12,7 +12,7 @@ from absl import app, flags
 
 from genlab.errors import exit_on_user_error
 from genlab.mnist import ENV_VAR
-from genlab.runtime import STRATEGIES
+from genlab.runtime import STRATEGIES, quiet_tensorflow_start
 
 
 def define_common_flags():
@@ -53,10 +53,13 @@ def flagfile_text(flag_values):
 def run_program(main):
     """Runs a program's flag-free `main()` under absl, as every script here does.
 
-    `--help` lists this project's flags, stray positional arguments are refused, and a
-    `UserError` ends the program with one line and exit status 2.
+    `--help` lists this project's flags, stray positional arguments are refused, a
+    `UserError` ends the program with one line and exit status 2, and TensorFlow, wherever the
+    program first imports it, loads without its lines about a missing GPU
+    (`genlab.runtime.quiet_tensorflow_start`).
     """
     _list_project_flags_in_help()
+    quiet_tensorflow_start()
 
     @exit_on_user_error
     def main_with_argv(argv):

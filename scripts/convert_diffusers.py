@@ -14,7 +14,6 @@ import os
 from absl import flags
 
 from genlab.files import check_output_path
-from genlab.runtime import import_tensorflow_quietly
 from scripts.common_flags import run_program
 
 flags.DEFINE_string(
@@ -27,7 +26,6 @@ FLAGS = flags.FLAGS
 
 def main():
     check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads.
-    import_tensorflow_quietly()
     from xray.formats.keras_cv_files import convert_checkpoint
 
     convert_checkpoint(FLAGS.checkpoint, FLAGS.output_dir)

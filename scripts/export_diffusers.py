@@ -16,7 +16,6 @@ from absl import flags
 
 from genlab.errors import UserError
 from genlab.files import check_output_path
-from genlab.runtime import import_tensorflow_quietly
 from scripts.common_flags import run_program
 from scripts.xray_flags import define_source_flags, parse_lora
 
@@ -32,7 +31,6 @@ def main():
     loras = [parse_lora(value) for value in FLAGS.lora]
     if FLAGS.lora_only and len(FLAGS.lora) != 1:
         raise UserError("--lora_only exports one adapter file: pass exactly one --lora=FILE")
-    import_tensorflow_quietly()
     if FLAGS.lora_only:
         from xray.formats.export import export_lora
 

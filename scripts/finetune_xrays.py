@@ -21,7 +21,6 @@ from genlab.errors import UserError
 from genlab.files import check_output_path
 from genlab.runtime import (
     STRATEGIES,
-    import_tensorflow_quietly,
     keep_torch_out,
     limit_malloc_arenas,
     use_onednn_kernels,
@@ -159,7 +158,6 @@ def main():
     )
     import keras
 
-    import_tensorflow_quietly()
     from genlab.distribute import make_strategy
     from xray.training.finetune import finetune, write_merged
     from xray.weights import load_image_encoder, load_stable_diffusion

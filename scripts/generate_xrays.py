@@ -19,7 +19,7 @@ from absl import flags
 
 from genlab.errors import UserError
 from genlab.files import check_output_path
-from genlab.runtime import import_tensorflow_quietly, keep_torch_out, use_inference_only_kernels
+from genlab.runtime import keep_torch_out, use_inference_only_kernels
 from scripts.common_flags import positive, run_program
 from scripts.xray_flags import define_weight_flags, parse_lora
 from xray.config import XrayConfig
@@ -120,7 +120,7 @@ def main():
     keep_torch_out()  # These two before KerasCV and TensorFlow load, which the next imports do.
     if FLAGS.cpu_weight_cache:
         use_inference_only_kernels()
-    import_tensorflow_quietly()  # TensorFlow loads only now, once the cheap checks have passed.
+    # TensorFlow loads only now, once the cheap checks have passed.
     import keras
 
     from xray.generation.generate import generate_dataset

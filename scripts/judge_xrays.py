@@ -15,7 +15,6 @@ import os
 from absl import flags
 
 from genlab.files import check_output_path
-from genlab.runtime import import_tensorflow_quietly
 from scripts.common_flags import positive, run_program
 from xray.config import BACKBONES, JudgeConfig
 
@@ -70,7 +69,6 @@ FLAGS = flags.FLAGS
 
 def main():
     check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads.
-    import_tensorflow_quietly()
     from xray.judging.judge import format_summary, judge_dataset
 
     config = JudgeConfig(

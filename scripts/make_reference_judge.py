@@ -12,7 +12,6 @@ import tempfile
 
 from absl import flags
 
-from genlab.runtime import import_tensorflow_quietly
 from lenet.config import LeNetConfig
 from scripts.common_flags import define_common_flags, run_program
 
@@ -25,8 +24,8 @@ FLAGS = flags.FLAGS
 
 
 def main():
-    tf = import_tensorflow_quietly()
     import keras
+    import tensorflow as tf
 
     from lenet import reference
     from lenet.train import train

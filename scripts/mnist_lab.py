@@ -17,7 +17,6 @@ from absl import flags
 
 from genlab.files import check_output_path, write_text
 from genlab.mnist import load_mnist
-from genlab.runtime import import_tensorflow_quietly
 from lenet.config import LeNetConfig
 from scripts.common_flags import define_common_flags, flagfile_text, run_program
 from scripts.gan_flags import define_gan_flags, gan_config_from_flags
@@ -40,7 +39,6 @@ FLAGS = flags.FLAGS
 def main():
     out = FLAGS.output_dir
     check_output_path(out, "--output_dir")
-    import_tensorflow_quietly()
     load_mnist(FLAGS.mnist_path or None)  # A missing or malformed MNIST file stops the lab before anything is created.
     from gan.train import train as train_gan
     from lenet.train import train as train_lenet

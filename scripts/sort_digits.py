@@ -12,7 +12,6 @@ import os
 from absl import flags
 
 from genlab.files import check_output_path
-from genlab.runtime import import_tensorflow_quietly
 from scripts.common_flags import define_common_flags, run_program
 
 define_common_flags()
@@ -29,7 +28,6 @@ FLAGS = flags.FLAGS
 
 def main():
     check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads.
-    import_tensorflow_quietly()
     from mnist_lab.judge import format_summary, judge_generator
 
     summary = judge_generator(

@@ -12,7 +12,6 @@ import os
 from absl import flags
 
 from genlab.files import check_output_path
-from genlab.runtime import import_tensorflow_quietly
 from scripts.common_flags import define_common_flags, flagfile_text, run_program
 from scripts.gan_flags import define_gan_flags, gan_config_from_flags
 
@@ -24,7 +23,6 @@ FLAGS = flags.FLAGS
 
 def main():
     check_output_path(FLAGS.output_dir, "--output_dir")  # Before TensorFlow loads: a wrong path answers at once.
-    import_tensorflow_quietly()
     from gan.train import train
     from genlab.distribute import is_chief
 

@@ -6,7 +6,6 @@ genlab-train-lenet --model_path=runs/lenet/lenet.keras
 from absl import flags
 
 from genlab.files import check_output_path
-from genlab.runtime import import_tensorflow_quietly
 from lenet.config import LeNetConfig
 from scripts.common_flags import define_common_flags, positive, run_program
 
@@ -42,7 +41,6 @@ def config_from_flags():
 
 def main():
     check_output_path(FLAGS.model_path, "--model_path", folder=False)  # Before TensorFlow loads.
-    import_tensorflow_quietly()
     from lenet.train import sidecar_paths, train
 
     result = train(config_from_flags(), FLAGS.model_path)

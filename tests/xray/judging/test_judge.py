@@ -165,7 +165,7 @@ def test_bad_folders_get_one_line_and_leave_nothing(tmp_path, case, message):
     assert not out.exists()
 
 
-# Digits 0-4 at the program's defaults (128 px, small CNN, 20 epochs): an easy task with known answers.
+# Digits 0-4 at the program's defaults (128 px, the small CNN, JudgeConfig's epochs): an easy task with known answers.
 DIGITS = range(5)
 DIGITS_PER_CLASS = 100
 
