@@ -43,7 +43,7 @@ EXPECTED_WITHOUT_GPU = (
 )
 
 
-def quiet_tensorflow_start(environ=os.environ, meta_path=sys.meta_path):
+def quiet_tensorflow_start(environ=os.environ):
     """Makes TensorFlow's first import in this process leave out of stderr the lines
     `EXPECTED_WITHOUT_GPU` when it finds no GPU; every other line it prints comes as printed.
     Call it at a program's start: TensorFlow still loads only where the program first imports it.
@@ -56,8 +56,8 @@ def quiet_tensorflow_start(environ=os.environ, meta_path=sys.meta_path):
     if "tensorflow" in sys.modules or environ.get(ALL_LOGS_ENV_VAR) == "1":
         return False
     environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in meta_path):
-        meta_path.insert(0, _QuietTensorFlowFinder())
+    if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowFinder())
     return True
 
 
