@@ -85,6 +85,13 @@ flags.DEFINE_integer(
     "checkpoint_every", _DEFAULTS.checkpoint_every, "Updates between resume points, weight files and curve updates."
 )
 flags.DEFINE_integer(
+    "checkpoints_total_limit",
+    _DEFAULTS.checkpoints_total_limit,
+    "Resume points kept in OUTPUT_DIR/checkpoints, the newest; older ones are deleted. Each holds the "
+    "trained weights and the optimizer's state: small for adapters, about three times the U-Net's weights "
+    "with --full_unet. Keep more to go back to an earlier point by deleting the newer ones.",
+)
+flags.DEFINE_integer(
     "sample_every",
     _DEFAULTS.sample_every,
     "Updates between sample rows (fixed prompts and seeds); 0 for none.",
@@ -116,7 +123,15 @@ flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu."
 flags.DEFINE_integer(
     "seed", _DEFAULTS.seed, "Seed for the adapters' start, data order, timesteps and noise.", lower_bound=0
 )
-for _name in ("lora_rank", "max_steps", "batch_size", "gradient_accumulation", "checkpoint_every", "sample_steps"):
+for _name in (
+    "lora_rank",
+    "max_steps",
+    "batch_size",
+    "gradient_accumulation",
+    "checkpoint_every",
+    "checkpoints_total_limit",
+    "sample_steps",
+):
     positive(_name)
 FLAGS = flags.FLAGS
 
@@ -151,6 +166,7 @@ def main():
         caption_dropout=FLAGS.caption_dropout,
         cache_latents=FLAGS.cache_latents,
         checkpoint_every=FLAGS.checkpoint_every,
+        checkpoints_total_limit=FLAGS.checkpoints_total_limit,
         sample_every=FLAGS.sample_every,
         sample_steps=FLAGS.sample_steps,
         seed=FLAGS.seed,

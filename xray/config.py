@@ -38,6 +38,10 @@ class JudgeConfig:
     learning_rate: float = 1e-3
     holdout_fraction: float = 0.2  # Of each real class: the classifier's test split, and TSTR's.
     tstr: bool = True
+    # The augmentation test (xray.judging.augmentation): "auto" runs it when every class has enough
+    # real test images to show a few points' difference; "on" always; "off" never.
+    augmentation: str = "auto"
+    augmentation_seeds: int = 3
     seed: int = 0
 
 
@@ -61,6 +65,7 @@ class FinetuneConfig:
     caption_dropout: float = 0.1  # Share of captions replaced by "", so guidance keeps working.
     cache_latents: bool = True  # Encode each image once, not at every step.
     checkpoint_every: int = 100  # Updates between checkpoints (resume points) and loss-curve updates.
+    checkpoints_total_limit: int = 1  # Resume points kept, the newest; older ones are deleted.
     sample_every: int = 100  # Updates between sample grids; 0 for none.
     sample_steps: int = 20  # DDIM steps of each sample image.
     seed: int = 0

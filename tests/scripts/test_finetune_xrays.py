@@ -4,24 +4,27 @@ weight files (--merge), generate from those files with further adapters on top (
 --weights=local --lora), and judge the result against real images (--real). In a module of its
 own: the programs' memory adds to whatever this process still holds.
 
-The adaptation also runs a second time, killed after its first checkpoint and run again: it
-must end where the uninterrupted run did."""
+The adaptation also resumes from its first resume point, as after a kill there: it must end where
+the uninterrupted run did (a kill mid-run is tests/xray/training/test_finetune's, on stand-ins)."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 
-from genlab.files import read_csv
+from genlab.files import read_csv, write_csv
 from xray.formats.keras_cv_files import IMAGE_ENCODER_FILE, KERAS_CV_FILES, TOKENIZER_FILE
 from xray.formats.lora_file import merge_adapters, read_adapters
+from xray.training.checkpoints import step_files
 
 from helpers.image_folders import make_noise_folder, make_shapes_folder
 from helpers.numerics import array_digest, fingerprint
-from helpers.programs import kill_when, run_program, start_program
+from helpers.programs import run_program
 
-pytestmark = pytest.mark.slow  # Trains KerasCV's real U-Net, then builds the networks again to generate.
+# Trains KerasCV's real U-Net, then builds the networks again to generate.
+pytestmark = pytest.mark.slow
 
 
 def finetune_args(data, out, clip_bpe_path, precision="float32"):
@@ -46,34 +49,43 @@ def finetune_args(data, out, clip_bpe_path, precision="float32"):
 
 @pytest.fixture(scope="module")
 def adapted(tmp_path_factory, clip_bpe_path):
-    """Images in two class folders, and a run of genlab-xray-finetune on them with --merge."""
+    """Images in two class folders, and a run of genlab-xray-finetune on them with --merge, which
+    keeps both its resume points."""
     root = tmp_path_factory.mktemp("adapt")
     data = make_shapes_folder(root / "xrays", per_class=2, size=128, classes=("chest_pa", "knee"))
+    args = finetune_args(data, root / "adapted", clip_bpe_path)
     result = run_program(
-        "scripts.finetune_xrays", finetune_args(data, root / "adapted", clip_bpe_path) + ["--sample_every=8", "--merge"]
+        "scripts.finetune_xrays", args + ["--sample_every=8", "--merge", "--checkpoints_total_limit=2"]
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return data, root / "adapted"
 
 
-def test_a_killed_adaptation_resumes_to_where_the_uninterrupted_one_ends(tmp_path, adapted, clip_bpe_path):
+def test_an_adaptation_resumes_from_its_first_resume_point_to_where_it_ended(tmp_path, adapted, clip_bpe_path):
+    """The run's folder as a kill just after the step-4 checkpoint leaves it (the stand-in test
+    kills one there), then the same command again."""
     data, whole = adapted
-    killed = tmp_path / "killed"
-    args = finetune_args(data, killed, clip_bpe_path) + ["--sample_every=0"]  # Samples draw on no training randomness.
-    process = start_program("scripts.finetune_xrays", args)
-    kill_when(process, (killed / "checkpoints" / "step_000004.npz").exists, timeout=600)
-    assert len(read_csv(killed / "history.csv")) == 4, "the kill should land between the two checkpoints"
+    resumed = tmp_path / "resumed"
+    shutil.copytree(whole, resumed, ignore=shutil.ignore_patterns("merged"))
+    assert [step for step, _ in step_files(resumed / "checkpoints", "npz")] == [4, 8]  # --checkpoints_total_limit=2
+    for later in ("checkpoints/step_000008.npz", "samples/step_000008.png", "lora.safetensors"):
+        (resumed / later).unlink()
+    for name in ("history.csv", "probe_loss.csv"):
+        write_csv(resumed / name, [row for row in read_csv(whole / name) if int(row["step"]) <= 4])
+    args = finetune_args(data, resumed, clip_bpe_path) + ["--sample_every=0"]  # Samples draw on no training randomness.
     result = run_program("scripts.finetune_xrays", args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming from" in result.stdout and "4 of 8 updates done" in result.stdout
-    resumed, record = read_adapters(str(killed / "lora.safetensors"))
+    assert [step for step, _ in step_files(resumed / "checkpoints", "npz")] == [8]  # The default keeps one.
+    got, record = read_adapters(str(resumed / "lora.safetensors"))
     expected, _ = read_adapters(str(whole / "lora.safetensors"))
-    assert record["steps"] == 8 and sorted(resumed) == sorted(expected)
+    assert record["steps"] == 8 and sorted(got) == sorted(expected)
     for module, pair in expected.items():
-        for got, want in zip(resumed[module], pair):
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=module)
+        for a, b in zip(got[module], pair):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, err_msg=module)
     for name, column in (("probe_loss.csv", "probe_loss"), ("history.csv", "loss")):
-        losses = [[float(row[column]) for row in read_csv(run / name)] for run in (killed, whole)]
+        losses = [[float(row[column]) for row in read_csv(run / name)] for run in (resumed, whole)]
+        assert len(losses[0]) == len(losses[1]) > 2, name
         np.testing.assert_allclose(*losses, rtol=1e-5, err_msg=name)
 
 

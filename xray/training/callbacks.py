@@ -22,9 +22,10 @@ class Checkpoint(keras.callbacks.Callback):
     checkpoint and weights file stay as they were.
     """
 
-    def __init__(self, out_dir, every, save_weights, history, probe_history, probe):
+    def __init__(self, out_dir, every, save_weights, history, probe_history, probe, keep=1):
         super().__init__()
         self.out_dir, self.every, self.save_weights, self.probe = out_dir, every, save_weights, probe
+        self.keep = keep  # Resume points kept, the newest.
         self.history = history  # Rows of {step, loss} per batch, kept across resumes.
         self.probe_history = probe_history  # Rows of {step, probe_loss} per checkpoint.
         self.stopped_on_nan = False
@@ -44,7 +45,7 @@ class Checkpoint(keras.callbacks.Callback):
         self.probe_history.append({"step": steps, "probe_loss": self.probe()})
         self.save_weights()
         write_losses(self.out_dir, self.history, self.probe_history)
-        save_checkpoint(os.path.join(self.out_dir, "checkpoints"), self.model, steps)
+        save_checkpoint(os.path.join(self.out_dir, "checkpoints"), self.model, steps, self.keep)
 
 
 class SampleRow(keras.callbacks.Callback):

@@ -22,17 +22,17 @@ def step_files(directory, extension):
     return sorted(found)
 
 
-def save_checkpoint(directory, model, steps):
-    """The trainable weights and the optimizer's state, with the batches done; older ones go."""
+def save_checkpoint(directory, model, steps, keep=1):
+    """The trainable weights and the optimizer's state, with the batches done; only the newest
+    `keep` checkpoints stay (each holds the optimizer's state: twice the trained weights)."""
     os.makedirs(directory, exist_ok=True)
     arrays = {f"trainable_{i}": np.asarray(v) for i, v in enumerate(model.trainable_variables)}
     arrays.update({f"optimizer_{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)})
     path = os.path.join(directory, f"step_{steps:06d}.npz")
     with atomic_path(path) as tmp:
         np.savez(tmp, steps=np.int64(steps), **arrays)
-    for old in glob.glob(os.path.join(directory, "step_*.npz")):
-        if old != path:
-            os.remove(old)
+    for _, old in step_files(directory, "npz")[:-keep]:
+        os.remove(old)
 
 
 def latest_checkpoint(directory):

@@ -217,7 +217,9 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
 
     every = config.checkpoint_every * batches_per_update
     total = config.max_steps * batches_per_update
-    checkpointer = Checkpoint(out_dir, every, save_weights, history, probe_history, probe)
+    checkpointer = Checkpoint(
+        out_dir, every, save_weights, history, probe_history, probe, keep=config.checkpoints_total_limit
+    )
     callbacks = [checkpointer, keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard"), update_freq="epoch")]
     if config.sample_every:
         sampler = SampleRow(
