@@ -31,8 +31,10 @@ setup(
         # diffusers reads LoRA files through PEFT;
         # 2.13.0 is the CPU build these machines carry (a newer pin pulls GBs of CUDA wheels).
         # ruff is pinned: another release may format differently, and CI fails on any difference.
+        # pytest-xdist runs `make test-fast` on two workers; datasets reads the hf: test folder.
         "test": [
             "pytest",
+            "pytest-xdist",
             "ruff==0.17.6",
             "torch==2.13.0",
             "diffusers",
@@ -41,7 +43,10 @@ setup(
             "nbclient",
             "nbformat",
             "ipykernel",
+            "datasets",
         ],
+        # genlab-xray-data --source=hf:NAME: Hugging Face's own reader for its Hub and save_to_disk folders.
+        "hf": ["datasets"],
     },
     entry_points={
         "console_scripts": [
@@ -54,6 +59,7 @@ setup(
             "genlab-xray-judge=scripts.judge_xrays:run",
             "genlab-xray-finetune=scripts.finetune_xrays:run",
             "genlab-export-diffusers=scripts.export_diffusers:run",
+            "genlab-xray-data=scripts.xray_data:run",
         ],
     },
 )

@@ -2,7 +2,9 @@
 
 As papermill does, a cell after the one tagged `parameters` overrides the budgets; local
 MNIST and CLIP's tokenizer come in through `MNIST_NPZ` and `CLIP_BPE_PATH`, the variables
-a user would set, and Stable Diffusion runs with random weights at 128 px.
+a user would set, and Stable Diffusion runs with random weights at 128 px. There are no
+REAL_XRAYS: the X-ray lab runs on the public set the notebook writes, from a local file in
+MedMNIST's layout.
 """
 
 import json
@@ -13,10 +15,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from xray.data.prompts import BUILTIN_PROMPTS
-
 from helpers.checks import REPO
-from helpers.image_folders import make_noise_folder
+from helpers.image_folders import write_medmnist_fixture
 
 NOTEBOOK = os.path.join(REPO, "notebooks", "labs.ipynb")
 TINY_BUDGET = """
@@ -40,8 +40,8 @@ def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_pat
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     parameters = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
     assert len(parameters) == 1, "the notebook needs exactly one cell tagged 'parameters'"
-    real = make_noise_folder(tmp_path / "real_xrays", per_class=2, classes=[p.class_name for p in BUILTIN_PROMPTS])
-    budget = TINY_BUDGET + f"REAL_XRAYS = {str(real)!r}\n"
+    medmnist = write_medmnist_fixture(tmp_path / "pneumoniamnist_128.npz", size=128)
+    budget = TINY_BUDGET + f'REAL_XRAYS = ""\nMEDMNIST_PATH = {str(medmnist)!r}\n'
     notebook.cells.insert(parameters[0] + 1, nbformat.v4.new_code_cell(budget.strip()))
     monkeypatch.setenv("MNIST_NPZ", mnist_path)
     monkeypatch.setenv("CLIP_BPE_PATH", clip_bpe_path)
@@ -57,7 +57,10 @@ def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_pat
         summary = json.load(f)
     assert summary["generated"]["count"] == 100 and summary["conditional"]
     assert len(list(work.glob("xray/*/*.png"))) == 6  # One image for each built-in class.
-    assert len(list(work.glob("xray_adapted/*/*.png"))) == 6  # Again, with the adapters trained on REAL_XRAYS.
+    assert "CC BY 4.0" in (work / "public_xrays" / "SOURCE.md").read_text()
+    adapted = sorted(str(p.relative_to(work / "xray_adapted")) for p in work.glob("xray_adapted/*/*.png"))
+    assert adapted == ["normal/normal_0000.png", "pneumonia/pneumonia_0000.png"]  # The public set's classes.
+    assert json.loads((work / "xray_judge" / "summary.json").read_text())["classes"] == ["normal", "pneumonia"]
     assert (work / "xray_lora_diffusers" / "pytorch_lora_weights.safetensors").is_file()
     with zipfile.ZipFile(tmp_path / "runs" / "colab.zip") as archive:
         assert "gan/generator.keras" in archive.namelist()

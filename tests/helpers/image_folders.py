@@ -1,10 +1,13 @@
 """Small labelled image folders with known answers, standing in for real X-ray sets: shapes, and
-real MNIST digits upscaled to an X-ray-like size."""
+real MNIST digits upscaled to an X-ray-like size; and public sets in their own formats (MedMNIST's
+.npz, a Hugging Face save_to_disk folder)."""
 
 import os
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from helpers.checks import import_peer
 
 SHAPES = ("circle", "square", "triangle")
 
@@ -63,3 +66,38 @@ def make_digits_folder(root, mnist_path, digits, per_class, start=0, size=128, l
             upscaled = Image.fromarray(images[index]).resize((size, size), Image.Resampling.BICUBIC)
             upscaled.save(os.path.join(folder, f"{index:05d}.png"))
     return str(root)
+
+
+PUBLIC_SET_COUNTS = {"train": (5, 3), "val": (2, 1), "test": (3, 2)}  # (normal, pneumonia) per split
+
+
+def write_medmnist_fixture(path, size=28, rgb=False):
+    """A .npz in MedMNIST's layout: uint8 images (N, H, W), labels (N, 1). Image i of a split is
+    filled with its own grey level, so a written file can be traced back to its row."""
+    arrays = {}
+    for split, (normal, pneumonia) in PUBLIC_SET_COUNTS.items():
+        labels = np.array([0] * normal + [1] * pneumonia, dtype=np.uint8)[::-1].reshape(-1, 1)
+        levels = np.arange(len(labels), dtype=np.uint8) * 20 + 10
+        shape = (len(labels), size, size, 3) if rgb else (len(labels), size, size)
+        arrays[f"{split}_images"] = np.broadcast_to(levels.reshape((-1,) + (1,) * (len(shape) - 1)), shape).copy()
+        arrays[f"{split}_labels"] = labels
+    np.savez(path, **arrays)
+    return path
+
+
+def hugging_face_folder(path, labels="class"):
+    """A DatasetDict saved to disk: train/validation/test, grey images, and a label column that is a
+    ClassLabel ("class"), a plain integer ("integer"), or a list of class labels ("several")."""
+    datasets = import_peer("datasets")
+    names = datasets.ClassLabel(names=["Normal", "Pneumonia Viral"])
+    label_feature = {"class": names, "integer": datasets.Value("int64"), "several": datasets.List(names)}[labels]
+    splits = {}
+    for split, (normal, pneumonia) in (("train", (3, 2)), ("validation", (1, 1)), ("test", (2, 1))):
+        values = [0] * normal + [1] * pneumonia
+        images = [Image.fromarray(np.full((20, 24), 40 + 100 * value, np.uint8)) for value in values]
+        splits[split] = datasets.Dataset.from_dict(
+            {"image": images, "label": [[v] for v in values] if labels == "several" else values},
+            features=datasets.Features({"image": datasets.Image(), "label": label_feature}),
+        )
+    datasets.DatasetDict(splits).save_to_disk(str(path))
+    return path

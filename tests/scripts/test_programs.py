@@ -15,6 +15,7 @@ PROGRAMS = [
     ("scripts.sort_digits", "--output_dir", []),
     ("scripts.generate_xrays", "--output_dir", ["--weights=random", "--image_size=128"]),
     ("scripts.convert_diffusers", "--output_dir", ["--checkpoint=/nonexistent"]),
+    ("scripts.xray_data", "--output_dir", ["--source=medmnist:pneumoniamnist", "--medmnist_path=/nonexistent"]),
 ]
 
 

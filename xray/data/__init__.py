@@ -1,1 +1,2 @@
-"""The classes of a dataset and their prompts, and users' class-folder image sets. No TensorFlow."""
+"""The classes of a dataset and their prompts, users' class-folder image sets, and public X-ray sets
+written as such folders. No TensorFlow (Keras only to download a public set)."""

@@ -42,6 +42,16 @@ BUILTIN_PROMPTS = (
 _ENTRY_KEYS = {"class", "prompt", "negative_prompt", "count"}
 
 
+def prompts_for_classes(class_names, caption_template):
+    """A prompt per class: the built-in one where the class is built in, else `caption_template`
+    (with `{class_name}`) filled in, as fine-tuning captions such classes."""
+    builtin = {p.class_name: p for p in BUILTIN_PROMPTS}
+    return [
+        builtin.get(name) or ClassPrompt(name, caption_template.format(class_name=name.replace("_", " ")))
+        for name in class_names
+    ]
+
+
 def safe_class_name(name):
     """A folder name made from `name` that cannot escape the dataset folder.
 

@@ -80,3 +80,11 @@ def test_yaml_cannot_build_python_objects(tmp_path):
 def test_missing_file_names_the_flag(tmp_path):
     with pytest.raises(UserError, match="--prompt_file"):
         load_prompt_file(str(tmp_path / "nope.yaml"))
+
+
+def test_classes_get_their_built_in_prompt_or_the_caption_template():
+    from xray.data.prompts import prompts_for_classes
+
+    prompts = prompts_for_classes(["chest_normal", "viral_pneumonia"], "X-ray radiograph, {class_name}")
+    assert prompts[0] == BUILTIN_PROMPTS[0]
+    assert (prompts[1].class_name, prompts[1].prompt) == ("viral_pneumonia", "X-ray radiograph, viral pneumonia")
