@@ -104,6 +104,21 @@ def save_bars(path, labels, values, xlabel, ylabel, title, reference=None):
     _save(fig, path)
 
 
+def save_grouped_bars(path, groups, series, ylabel, title):
+    """Bars grouped along x by `groups`, one bar per series {name: (values, errors)} with its errors as
+    whiskers, e.g. each training arm's score per class with its spread over seeds."""
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(groups)), 4))
+    positions = np.arange(len(groups))
+    width = 0.8 / len(series)
+    for i, (name, (values, errors)) in enumerate(series.items()):
+        ax.bar(positions + (i - (len(series) - 1) / 2) * width, values, width, yerr=errors, capsize=3, label=name)
+    ax.set_xticks(positions, [str(group) for group in groups])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    _save(fig, path)
+
+
 def save_histogram(path, values, bins, xlabel, title):
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(values, bins=bins, color="tab:blue")

@@ -4,10 +4,14 @@ the images look real, and are they useful for training?
   genlab-xray-judge --real=data/chest_xray/train --synthetic=runs/xray --output_dir=runs/xray_judge
   genlab-xray-judge --real=... --synthetic=... --classifier=runs/xray_judge/classifier.keras   # reuse
 
+  genlab-xray-judge --real=data/pneumonia/train --real_test=data/pneumonia/test --synthetic=runs/xray \
+      --augmentation=on   # does adding the synthetic set help, against adding duplicated real images?
+
 Both folders hold one sub-folder of PNG or JPEG images per class (genlab-xray's output, or a
 public set's layout); class names are matched between them. Writes summary.json,
-predictions.csv, confusion_matrix.png, convincing.png, metrics.png and the classifier
-(classifier.keras) into OUTPUT_DIR, and prints the figures beside their real floors.
+predictions.csv, confusion_matrix.png, convincing.png, metrics.png, augmentation.png (with the
+augmentation test) and the classifier (classifier.keras) into OUTPUT_DIR, and prints the
+figures beside their real floors.
 """
 
 import os
@@ -59,6 +63,27 @@ flags.DEFINE_float(
     upper_bound=0.5,
 )
 flags.DEFINE_bool("tstr", _DEFAULTS.tstr, "Also train on the synthetic set and test on real (a second training run).")
+flags.DEFINE_enum(
+    "augmentation",
+    _DEFAULTS.augmentation,
+    ["auto", "on", "off"],
+    "The augmentation test: do synthetic images help a classifier trained on real ones, against the control of "
+    "adding as many duplicated real images? Trains real / real + synthetic / real + duplicates / synthetic only, "
+    "--augmentation_seeds times each. auto: when every class has at least "
+    "30 real test images, fewer being too coarse to show a few points' gain.",
+)
+flags.DEFINE_integer(
+    "augmentation_seeds",
+    _DEFAULTS.augmentation_seeds,
+    "Seeds per arm of the augmentation test: their spread is the noise a difference must beat.",
+    lower_bound=2,
+)
+flags.DEFINE_string(
+    "real_test",
+    "",
+    "Real test images in class folders (a set's own test split, e.g. genlab-xray-data's OUTPUT_DIR/test): the "
+    "augmentation test's arms then train on all of --real and are tested on these.",
+)
 flags.DEFINE_integer(
     "seed", _DEFAULTS.seed, "Seed for the split, the classifiers and the FID/KID samples.", lower_bound=0
 )
@@ -79,14 +104,23 @@ def main():
         batch_size=FLAGS.batch_size,
         holdout_fraction=FLAGS.holdout_fraction,
         tstr=FLAGS.tstr,
+        augmentation=FLAGS.augmentation,
+        augmentation_seeds=FLAGS.augmentation_seeds,
         seed=FLAGS.seed,
     )
-    summary = judge_dataset(FLAGS.real, FLAGS.synthetic, FLAGS.output_dir, config, classifier_path=FLAGS.classifier)
-    print(format_summary(summary))
-    print(
-        "summary.json, predictions.csv, confusion_matrix.png, convincing.png and metrics.png in "
-        f"{os.path.abspath(FLAGS.output_dir)}"
+    summary = judge_dataset(
+        FLAGS.real,
+        FLAGS.synthetic,
+        FLAGS.output_dir,
+        config,
+        classifier_path=FLAGS.classifier,
+        real_test_dir=FLAGS.real_test,
     )
+    print(format_summary(summary))
+    figures = "confusion_matrix.png, convincing.png, metrics.png" + (
+        ", augmentation.png" if "augmentation" in summary else ""
+    )
+    print(f"summary.json, predictions.csv, {figures} in {os.path.abspath(FLAGS.output_dir)}")
 
 
 def run():

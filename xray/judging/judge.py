@@ -13,13 +13,17 @@
 - Are they useful for training? Train on synthetic, test on real (TSTR): the same
   classifier trained on the synthetic set, tested on the real held-out split, beside the
   one trained on real images.
+- Do they help a classifier trained on real images? The augmentation test
+  (xray.judging.augmentation): real, real + synthetic, real + duplicated real (the control)
+  and synthetic only, over several seeds, with a verdict against the control.
 
 Every answer rests on the classifier: its accuracy in training is reported beside its
 held-out accuracy, with a warning when they part.
 
 It writes `classifier.keras` (+ `classifier.json`: its classes, settings and training accuracy),
 `predictions.csv`, `summary.json`, `confusion_matrix.png`, `convincing.png` (per class:
-real images, and the most and least convincing synthetic ones) and `metrics.png`.
+real images, and the most and least convincing synthetic ones), `metrics.png`, and with the
+augmentation test `augmentation.png`.
 """
 
 import dataclasses
@@ -35,6 +39,7 @@ from genlab.images import to_uint8
 from genlab.metrics import frechet_distance, kernel_distance
 from xray.config import JudgeConfig
 from xray.data.image_folder import class_folders, read_grayscale_images
+from xray.judging import augmentation
 
 CLASSIFIER_FILE = "classifier.keras"
 FEATURES_LAYER = "features"
@@ -294,26 +299,41 @@ def distances(real_features, real_labels, synthetic_features, synthetic_labels, 
     return result
 
 
-def judge_dataset(real_dir, synthetic_dir, out_dir, config=None, classifier_path="", verbose=1):
-    """Judges `synthetic_dir` against `real_dir`; writes the files above into `out_dir`; returns the summary."""
+def judge_dataset(real_dir, synthetic_dir, out_dir, config=None, classifier_path="", verbose=1, real_test_dir=""):
+    """Judges `synthetic_dir` against `real_dir`; writes the files above into `out_dir`; returns the summary.
+
+    `real_test_dir` (class folders, e.g. a public set's test split) tests the augmentation test's
+    arms, which then train on every image of `real_dir`; without it they train and test on the
+    judge's own split of `real_dir`."""
     config = config or JudgeConfig()
     check_output_path(out_dir, "--output_dir")
     real = class_folders(real_dir, "--real")
     synthetic = class_folders(synthetic_dir, "--synthetic")
     class_names = match_classes(real, synthetic)
+    test_items = _test_items(real_test_dir, class_names)
     classifier = None
     if classifier_path:
         classifier, saved, training_accuracy = load_classifier(classifier_path, class_names)
-        config = dataclasses.replace(saved, tstr=config.tstr, seed=saved.seed)
+        config = dataclasses.replace(
+            saved,
+            tstr=config.tstr,
+            augmentation=config.augmentation,
+            augmentation_seeds=config.augmentation_seeds,
+            seed=saved.seed,
+        )
     else:
         check_backbone_weights(config)
     real_items, held_out = split_real(real, class_names, config.holdout_fraction, config.seed)
     synthetic_items = [(path, class_names.index(name)) for name in sorted(synthetic) for path in synthetic[name]]
     # Every image is read before anything is written: an unreadable file stops the run with nothing left behind.
     if verbose:
-        print(f"Reading {len(real_items)} real and {len(synthetic_items)} synthetic images at {config.image_size} px")
+        print(
+            f"Reading {len(real_items)} real, {len(synthetic_items)} synthetic and {len(test_items)} real test images "
+            f"at {config.image_size} px"
+        )
     real_x, real_y = _read(real_items, config.image_size)
     x_syn, y_syn = _read(synthetic_items, config.image_size)
+    x_test, y_test = _read(test_items, config.image_size)
     x_train, y_train, x_held, y_held = real_x[~held_out], real_y[~held_out], real_x[held_out], real_y[held_out]
     os.makedirs(out_dir, exist_ok=True)
 
@@ -367,10 +387,75 @@ def judge_dataset(real_dir, synthetic_dir, out_dir, config=None, classifier_path
             "test_count": len(x_held),
         }
 
+    if test_items:
+        aug_train = (real_x, real_y, x_test, y_test)  # Train on all of --real, test on --real_test.
+    else:
+        aug_train = (x_train, y_train, x_held, y_held)
+    if config.augmentation == "on" or (
+        config.augmentation == "auto" and augmentation.large_enough(aug_train[3], len(class_names))
+    ):
+        summary["augmentation"] = run_augmentation_test(config, *aug_train, x_syn, y_syn, class_names, verbose)
+        augmentation.save_figure(os.path.join(out_dir, "augmentation.png"), summary["augmentation"])
+
     _write_predictions(out_dir, synthetic_dir, synthetic_items, syn_probabilities, class_names)
     _write_figures(out_dir, summary, x_syn, y_syn, syn_probabilities, real_x, real_y, class_names)
     write_json(os.path.join(out_dir, "summary.json"), summary)
     return summary
+
+
+def _test_items(real_test_dir, class_names):
+    """[(path, label)] of --real_test's images (none without it); its classes must be --real's."""
+    if not real_test_dir:
+        return []
+    test = class_folders(real_test_dir, "--real_test")
+    unknown = sorted(set(test) - set(class_names))
+    if unknown:
+        raise UserError(
+            f"--real_test class {unknown[0]!r} has no folder under --real (real classes: {', '.join(class_names)})"
+        )
+    return [(path, class_names.index(name)) for name in sorted(test) for path in test[name]]
+
+
+def run_augmentation_test(config, x_train, y_train, x_test, y_test, x_syn, y_syn, class_names, verbose):
+    """The augmentation test with the judge's classifier: a fresh one per arm and seed."""
+    seeds = [config.seed + i for i in range(config.augmentation_seeds)]
+    if verbose:
+        print(
+            f"Augmentation test: {len(augmentation.ARMS)} ways of training x {len(seeds)} seeds, "
+            f"tested on {len(y_test)} real images"
+        )
+
+    report = augmentation.augmentation_test(
+        classifier_fit_predict(config, len(class_names), verbose),
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        x_syn,
+        y_syn,
+        class_names,
+        seeds,
+    )
+    if verbose:
+        print()
+    return report
+
+
+def classifier_fit_predict(config, num_classes, verbose=0):
+    """The augmentation test's `fit_predict`: a fresh judge classifier trained with the seed given,
+    returning its predicted classes; a dot per classifier when `verbose`."""
+
+    def fit_predict(images, labels, seed, test_images):
+        arm_config = dataclasses.replace(config, seed=seed)
+        model, _ = train_classifier(
+            build_classifier(num_classes, arm_config), images, labels, arm_config, num_classes, verbose=0
+        )
+        predicted = predict(model, test_images, config.batch_size)[1].argmax(1)
+        if verbose:
+            print(".", end="", flush=True)
+        return predicted
+
+    return fit_predict
 
 
 def classifier_warnings(classifier):
@@ -528,6 +613,8 @@ def format_summary(summary):
             f"Train on synthetic, test on real: {tstr['train_on_synthetic_accuracy']:.1%} "
             f"(train on real: {tstr['train_on_real_accuracy']:.1%}), on {tstr['test_count']} held-out real images."
         )
+    if "augmentation" in summary:
+        lines.append(augmentation.format_report(summary["augmentation"]))
     if summary["real_classes_not_generated"]:
         lines.append(f"Real classes with no synthetic images: {', '.join(summary['real_classes_not_generated'])}.")
     lines += [f"Warning: {warning}" for warning in summary["warnings"]]

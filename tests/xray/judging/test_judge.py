@@ -70,6 +70,32 @@ def test_identical_sets_score_like_real_images(judged_copy, real):
     assert len(rows) == 120 and rows[0]["file"] == "circle/circle_000.png" and rows[0]["intended_class"] == "circle"
     assert sum(float(rows[0][f"p_{shape}"]) for shape in SHAPES) == pytest.approx(1.0, abs=1e-3)
     assert "FID real floor" in stdout and "Train on synthetic, test on real" in stdout
+    assert "augmentation" not in summary  # auto: 8 held-out images a class are too few for it.
+
+
+@TRAINS
+def test_the_augmentation_test_trains_on_all_real_images_and_tests_on_real_test(tmp_path, real):
+    """Its plumbing, on a budget too small to learn from (its verdicts: tests/xray/judging/test_augmentation)."""
+    real_test = make_shapes_folder(tmp_path / "real_test", per_class=10, seed=5)
+    synthetic = make_shapes_folder(tmp_path / "synthetic", per_class=20, seed=6)
+    out = tmp_path / "out"
+    args = [f"--real={real}", f"--synthetic={synthetic}", f"--output_dir={out}", f"--real_test={real_test}"]
+    tiny = ["--image_size=32", "--epochs=2", "--batch_size=32", "--notstr", "--augmentation=on"]
+    result = run_program("scripts.judge_xrays", [*args, *tiny, "--augmentation_seeds=2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    test = json.loads((out / "summary.json").read_text())["augmentation"]
+    assert test["test_count"] == 30 and test["seeds"] == [0, 1]
+    assert test["train_counts"] == {  # All 120 real images: --real_test tests them.
+        "real": 120,
+        "real_plus_synthetic": 180,
+        "real_plus_duplicates": 180,
+        "synthetic": 60,
+    }
+    assert all(len(arm["balanced_accuracy"]["values"]) == 2 for arm in test["arms"].values())
+    assert sorted(test["arms"]["real"]["recall"]) == sorted(SHAPES)
+    assert (out / "augmentation.png").is_file() and "augmentation.png" in result.stdout
+    assert "Augmentation test (2 seeds, 30 real test images" in result.stdout
+    assert f"Verdict: {test['verdict']}" in result.stdout
 
 
 @TRAINS
@@ -148,18 +174,21 @@ def _bad_folders(tmp_path, case):
         ("unreadable image", "broken.png is not a readable PNG or JPEG image"),
         ("class the real folder lacks", "synthetic class 'hexagon' has no folder under --real"),
         ("missing backbone weights", "--backbone_weights=/missing.weights.h5: no such file"),
+        ("a test class the real folder lacks", "--real_test class 'hexagon' has no folder under --real"),
     ],
 )
 def test_bad_folders_get_one_line_and_leave_nothing(tmp_path, case, message):
     real, synthetic = _bad_folders(tmp_path, case)
     out = tmp_path / "out"
-    backbone = (
+    extra = (
         ["--backbone=mobilenet_v3_small", "--backbone_weights=/missing.weights.h5"]
         if case == "missing backbone weights"
         else []
     )
+    if case == "a test class the real folder lacks":
+        extra = [f"--real_test={make_noise_folder(tmp_path / 'test', 2, classes=('circle', 'hexagon'))}"]
     result = run_program(
-        "scripts.judge_xrays", [f"--real={real}", f"--synthetic={synthetic}", f"--output_dir={out}", *SMALL, *backbone]
+        "scripts.judge_xrays", [f"--real={real}", f"--synthetic={synthetic}", f"--output_dir={out}", *SMALL, *extra]
     )
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
