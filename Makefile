@@ -10,6 +10,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 PYTEST_ARGS ?=
+# The fast tests on two workers, a module to a worker (its fixtures built once): they leave a core
+# idle (graph building, process start-up). The whole suite runs in one process: its full-sized
+# Stable Diffusion tests need the machine's memory one at a time.
+FAST_WORKERS ?= -n 2 --dist loadscope
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: run test test-fast lint format benchmark clean
@@ -32,7 +36,7 @@ test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.test-deps
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(FAST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .

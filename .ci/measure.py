@@ -5,8 +5,9 @@
 Memory is the sum of the resident sets of the command and every process it started, sampled
 every quarter second: the test suite's programs run as child processes beside pytest, so the
 largest single process (what `/usr/bin/time -v` reports) would understate what the machine
-needs. When the command runs pytest, the tests' start times (tests/conftest.py writes them to
-$GENLAB_TEST_LOG) name the tests during which the tree was largest. Exits with the command's own
+needs. When the command runs pytest, the tests' start and end times (tests/conftest.py writes
+them to $GENLAB_TEST_LOG) name the tests during which the tree was largest, and the tests that
+ran beside them on other workers. Exits with the command's own
 status.
 """
 
@@ -38,22 +39,38 @@ def tree_rss(root):
     return total, largest
 
 
-def largest_tests(samples, log_path, count=10):
-    """Lines naming the `count` tests with the largest tree, from (time, (tree bytes, largest
-    process's bytes)) samples and the log of (start time, test id) lines; a test's peak is the
-    largest sample from its start to the next's. The largest process says whether a program the
-    test ran or pytest itself held the memory."""
+def test_intervals(log_path):
+    """{test id: (start, end)} from the log of "time start|end test-id" lines; None when the
+    command was not pytest."""
     try:
         with open(log_path) as f:
-            starts = [(float(t), name) for t, name in (line.rstrip("\n").split(" ", 1) for line in f)]
-    except FileNotFoundError:  # The command was not pytest.
+            lines = [line.rstrip("\n").split(" ", 2) for line in f]
+    except FileNotFoundError:
+        return None
+    intervals = {}
+    for t, event, name in lines:
+        start, end = intervals.get(name, (None, float("inf")))
+        intervals[name] = (float(t), end) if event == "start" else (start, float(t))
+    return intervals
+
+
+def largest_tests(samples, log_path, count=10):
+    """Lines naming the `count` tests with the largest tree, from (time, (tree bytes, largest
+    process's bytes)) samples and the tests' start and end times; a test's peak is the largest
+    sample while it ran. The largest process says whether a program the test ran or pytest itself
+    held the memory; with several pytest workers, the tests running beside it at its peak share it."""
+    intervals = test_intervals(log_path)
+    if not intervals:
         return []
     peaks = {}
-    for i, (start, name) in enumerate(starts):
-        end = starts[i + 1][0] if i + 1 < len(starts) else float("inf")
-        peaks[name] = max((rss for t, rss in samples if start <= t < end), default=(0, 0))
-    largest = sorted(peaks.items(), key=lambda item: -item[1][0])[:count]
-    return [f"  {tree / 2**30:5.1f} GiB (largest process {one / 2**30:4.1f})  {name}" for name, (tree, one) in largest]
+    for name, (start, end) in intervals.items():
+        peaks[name] = max(((rss, t) for t, rss in samples if start <= t <= end), default=((0, 0), start))
+    lines = []
+    for name, ((tree, one), when) in sorted(peaks.items(), key=lambda item: -item[1][0][0])[:count]:
+        beside = [other for other, (start, end) in intervals.items() if other != name and start <= when <= end]
+        line = f"  {tree / 2**30:5.1f} GiB (largest process {one / 2**30:4.1f})  {name}"
+        lines.append(line + "".join(f"\n        beside {other}" for other in beside))
+    return lines
 
 
 def main(command):

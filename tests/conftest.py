@@ -27,11 +27,19 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path.name == "test_diffusers_parity.py")
 
 
-def pytest_runtest_logstart(nodeid):
-    """Each test's start, for .ci/measure.py to say which tests the suite's memory peaked in."""
+def _log_test(nodeid, event):
     if os.environ.get("GENLAB_TEST_LOG"):
         with open(os.environ["GENLAB_TEST_LOG"], "a") as log:
-            log.write(f"{time.monotonic()} {nodeid}\n")
+            log.write(f"{time.monotonic()} {event} {nodeid}\n")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item):
+    """A line as each test starts and ends, in the process that runs it (under pytest-xdist, its
+    worker), for .ci/measure.py to say which tests the suite's memory peaked in."""
+    _log_test(item.nodeid, "start")
+    yield
+    _log_test(item.nodeid, "end")
 
 
 @pytest.fixture(autouse=True, scope="module")
