@@ -18,7 +18,10 @@ import time
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+# The repository first, so that `xray` is the package and not tests/xray, the folder of its tests.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [REPO]
+sys.path.append(os.path.join(REPO, "tests"))
 from helpers.image_folders import make_shapes_folder  # noqa: E402
 
 flags.DEFINE_integer("synthetic_count", 1000, "Synthetic images to judge.")

@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from genlab import plots
+from genlab.batches import predict_in_one_shape
 from genlab.errors import UserError
 from genlab.files import atomic_path, check_output_path, load_model_file, read_json, write_csv, write_json
 from genlab.images import to_uint8
@@ -197,7 +198,7 @@ def predict(model, images, batch_size):
     import keras
 
     probe = keras.Model(model.inputs, [model.get_layer(FEATURES_LAYER).output, model.outputs[0]])
-    features, probabilities = probe.predict(images, batch_size=batch_size, verbose=0)
+    features, probabilities = predict_in_one_shape(probe, images, batch_size)
     return features.astype(np.float64), probabilities.astype(np.float64)
 
 

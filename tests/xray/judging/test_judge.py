@@ -9,7 +9,15 @@ import pytest
 
 from genlab.files import read_csv
 from xray.config import JudgeConfig
-from xray.judging.judge import classifier_warnings, distances, format_summary, judge_dataset, outside_real
+from xray.judging.judge import (
+    build_classifier,
+    classifier_warnings,
+    distances,
+    format_summary,
+    judge_dataset,
+    outside_real,
+    predict,
+)
 
 from helpers.image_folders import DIGIT_NAMES, SHAPES, make_digits_folder, make_noise_folder, make_shapes_folder
 from helpers.programs import run_program
@@ -325,3 +333,12 @@ def test_a_training_accuracy_far_above_held_out_accuracy_is_warned_about():
     assert classifier_warnings(dict(summary["classifier"], training_accuracy=0.70)) == []
     # A classifier saved before the record had it.
     assert classifier_warnings(dict(summary["classifier"], training_accuracy=None)) == []
+
+
+def test_predictions_in_padded_batches_equal_the_classifiers_own():
+    """`predict` runs every batch at full size (one trace per classifier): the padding changes nothing."""
+    model = build_classifier(3, JudgeConfig(image_size=16))
+    images = np.random.default_rng(0).uniform(size=(21, 16, 16, 1)).astype("float32")
+    features, probabilities = predict(model, images, batch_size=8)
+    assert features.shape == (21, 128) and probabilities.shape == (21, 3)
+    np.testing.assert_allclose(probabilities, model.predict(images, batch_size=21, verbose=0), rtol=1e-5, atol=1e-6)
