@@ -92,8 +92,11 @@ def augmentation_test(fit_predict, x_train, y_train, x_test, y_test, x_synthetic
     report = {
         "seeds": list(seeds),
         "test_count": int(len(y_test)),
-        "train_counts": {
-            arm: int(len(arm_data(arm, x_train, y_train, x_synthetic, y_synthetic, seeds[0])[1])) for arm in ARMS
+        "train_counts": {  # The control adds as many real images as the synthetic set holds.
+            "real": len(y_train),
+            "real_plus_synthetic": len(y_train) + len(y_synthetic),
+            "real_plus_duplicates": len(y_train) + len(y_synthetic),
+            "synthetic": len(y_synthetic),
         },
         "arms": {arm: summarize(runs[arm], class_names) for arm in ARMS},
     }

@@ -388,14 +388,14 @@ def judge_dataset(real_dir, synthetic_dir, out_dir, config=None, classifier_path
             "test_count": len(x_held),
         }
 
-    if test_items:
-        aug_train = (real_x, real_y, x_test, y_test)  # Train on all of --real, test on --real_test.
+    if test_items:  # The arms train on all of --real and are tested on --real_test.
+        train_and_test = (real_x, real_y, x_test, y_test)
     else:
-        aug_train = (x_train, y_train, x_held, y_held)
+        train_and_test = (x_train, y_train, x_held, y_held)
     if config.augmentation == "on" or (
-        config.augmentation == "auto" and augmentation.large_enough(aug_train[3], len(class_names))
+        config.augmentation == "auto" and augmentation.large_enough(train_and_test[3], len(class_names))
     ):
-        summary["augmentation"] = run_augmentation_test(config, *aug_train, x_syn, y_syn, class_names, verbose)
+        summary["augmentation"] = run_augmentation_test(config, *train_and_test, x_syn, y_syn, class_names, verbose)
         augmentation.save_figure(os.path.join(out_dir, "augmentation.png"), summary["augmentation"])
 
     _write_predictions(out_dir, synthetic_dir, synthetic_items, syn_probabilities, class_names)
