@@ -2,6 +2,7 @@
 
   python benchmarks/sd_speed.py                                  # 256 and 512 px, float32
   python benchmarks/sd_speed.py --sizes=512 --precisions=float32,bfloat16 --modes=project,diffusers
+  python benchmarks/sd_speed.py --sizes=512 --tasks=text_to_image,image_to_image --strength=0.5
 
 Each configuration makes whole images, timed end to end: text encoding of the prompt and
 the negative prompt, `--steps_per_image` denoising steps with guidance (so every step runs
@@ -14,6 +15,11 @@ transformers' `CLIPTextModel` with Stable Diffusion 1.x's configuration, run as
 `StableDiffusionPipeline` runs them (inference mode, guidance as one batch of 2). It needs
 the test extra (`pip install -e '.[test]'`). PyTorch gets as many threads as TensorFlow
 uses; both are printed.
+
+Image-to-image (`--tasks=image_to_image`) also encodes a source image with the VAE encoder and
+runs only int(steps * strength) of the steps, as diffusers' StableDiffusionImg2ImgPipeline
+does (its peer runs diffusers' `AutoencoderKL` encoder and the same scheduler from the same
+timestep); its rows add the ratio to the same side's text-to-image, about the strength.
 
 The headline is the ratio at matched precision (bfloat16 against bfloat16, float32 against
 float32): the same arithmetic, so the ratio is the libraries' speed. The ratio against
@@ -31,6 +37,7 @@ import json
 import statistics
 import time
 
+import numpy as np
 from absl import app, flags
 from machine import describe_machine, describe_onednn, print_row_result, run_row_processes, tensorflow_threads
 
@@ -50,6 +57,15 @@ flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16, for both 
 flags.register_validator(
     "precisions", lambda values: set(values) <= {"float32", "bfloat16"}, "--precisions takes float32 and/or bfloat16"
 )
+flags.DEFINE_list(
+    "tasks", ["text_to_image"], "text_to_image and/or image_to_image (a source image varied at --strength)."
+)
+flags.register_validator(
+    "tasks",
+    lambda values: set(values) <= {"text_to_image", "image_to_image"},
+    "--tasks takes text_to_image and/or image_to_image",
+)
+flags.DEFINE_float("strength", 0.5, "Image-to-image's strength: the share of the steps that run.")
 flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
 FLAGS = flags.FLAGS
 KERAS_PRECISION = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
@@ -65,18 +81,32 @@ def time_image(image, steps):
     return statistics.median(b - a for a, b in zip(marks, marks[1:])), time.perf_counter() - marks[0]
 
 
-def measure_project(size, precision, mode, steps, tokenizer_path):
+def source_image(size):
+    """The image image-to-image varies: a bright rectangle on a dark ground, in [-1, 1], NHWC."""
+    pixels = np.full((1, size, size, 3), -0.8, dtype=np.float32)
+    pixels[:, size // 4 : 3 * size // 4, size // 3 : 2 * size // 3] = 0.6
+    return pixels
+
+
+def measure_project(size, precision, mode, steps, tokenizer_path, strength=None):
+    """`strength` None: text-to-image; else image-to-image at that strength."""
     if mode != "project_tf_kernels":
         use_inference_only_kernels()
-    from xray.sd.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
-    from xray.weights import load_stable_diffusion
+    from xray.sd.sampler import Variation, decode_to_uint8, encode_texts, initial_noise, sample_latents
+    from xray.weights import load_image_encoder, load_stable_diffusion
 
     models = load_stable_diffusion(
         size, "random", tokenizer_path=tokenizer_path, precision=KERAS_PRECISION[precision], jit_compile=(mode == "xla")
     )
+    if strength is not None:
+        encoder = load_image_encoder("random", precision=KERAS_PRECISION[precision], frozen=True)
+        encoder.compile(jit_compile=(mode == "xla"))
 
     def image(steps, marks=None):
         context, unconditional = encode_texts(models, PROMPTS)
+        variation = None
+        if strength is not None:
+            variation = Variation(np.asarray(encoder.predict_on_batch(source_image(size)), np.float32), strength)
         latents = sample_latents(
             models,
             initial_noise(0, size)[None],
@@ -85,13 +115,14 @@ def measure_project(size, precision, mode, steps, tokenizer_path):
             num_steps=steps,
             guidance_scale=7.5,
             on_step=None if marks is None else lambda step: marks.append(time.perf_counter()),
+            variation=variation,
         )
         return decode_to_uint8(models, latents)
 
     return time_image(image, steps)
 
 
-def measure_diffusers(size, precision, steps, threads):
+def measure_diffusers(size, precision, steps, threads, strength=None):
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -139,7 +170,13 @@ def measure_diffusers(size, precision, steps, threads):
         context = text_encoder(tokens).last_hidden_state
         latents = torch.randn(1, 4, size // 8, size // 8, dtype=dtype)
         scheduler.set_timesteps(steps)
-        for t in scheduler.timesteps:
+        timesteps = scheduler.timesteps
+        if strength is not None:  # StableDiffusionImg2ImgPipeline's get_timesteps and prepare_latents.
+            timesteps = timesteps[steps - min(int(steps * strength), steps) :]
+            source = torch.tensor(source_image(size).transpose(0, 3, 1, 2), dtype=dtype)
+            encoded = 0.18215 * vae.encode(source).latent_dist.sample()
+            latents = scheduler.add_noise(encoded, latents, timesteps[:1])
+        for t in timesteps:
             eps = unet(torch.cat([latents] * 2), t, encoder_hidden_states=context).sample
             unconditional, conditional = eps.chunk(2)
             latents = scheduler.step(unconditional + 7.5 * (conditional - unconditional), t, latents).prev_sample
@@ -152,10 +189,13 @@ def measure_diffusers(size, precision, steps, threads):
 
 
 def run_row(row):
+    strength = row["strength"] if row["task"] == "image_to_image" else None
     if row["mode"] == "diffusers":
-        step, image = measure_diffusers(row["size"], row["precision"], row["steps"], row["threads"])
+        step, image = measure_diffusers(row["size"], row["precision"], row["steps"], row["threads"], strength)
     else:
-        step, image = measure_project(row["size"], row["precision"], row["mode"], row["steps"], row["tokenizer_path"])
+        step, image = measure_project(
+            row["size"], row["precision"], row["mode"], row["steps"], row["tokenizer_path"], strength
+        )
     print_row_result(row, seconds_per_step=step, seconds_per_image=image)
 
 
@@ -181,35 +221,44 @@ def main(argv):
             "precision": precision,
             "steps": FLAGS.steps_per_image,
             "tokenizer_path": FLAGS.tokenizer_path,
+            "task": task,
+            "strength": FLAGS.strength,
         }
         for size in map(int, FLAGS.sizes)
         for precision in FLAGS.precisions
+        for task in FLAGS.tasks
         for mode in FLAGS.modes
     ]
     results = {}
     for row, result in run_row_processes(__file__, rows):
-        results[row["size"], row["precision"], row["mode"]] = result
+        results[row["size"], row["precision"], row["task"], row["mode"]] = result
         print(
-            f"  measured {row['size']} px {row['mode']} {row['precision']}: {result['seconds_per_step']:.2f} s/step, "
-            f"{result['seconds_per_image']:.0f} s/image, peak {result['peak_gib']:.1f} GiB",
+            f"  measured {row['size']} px {row['task']} {row['mode']} {row['precision']}: "
+            f"{result['seconds_per_step']:.2f} s/step, {result['seconds_per_image']:.0f} s/image, "
+            f"peak {result['peak_gib']:.1f} GiB",
             flush=True,
         )
 
-    print(f"\nStable Diffusion 1.x, one {FLAGS.steps_per_image}-step image with guidance (U-Net batch 2), timed whole")
     print(
-        "| size | side | precision | s/step (median) | s/image | peak GiB | image / diffusers, same precision | image "
-        "/ diffusers float32 |"
+        f"\nStable Diffusion 1.x, one {FLAGS.steps_per_image}-step image with guidance (U-Net batch 2), timed whole; "
+        f"image-to-image at strength {FLAGS.strength:g}"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for (size, precision, mode), result in results.items():
-        matched = results.get((size, precision, "diffusers"))
-        default = results.get((size, "float32", "diffusers"))
+    print(
+        "| size | task | side | precision | s/step (median) | s/image | peak GiB | image / diffusers, same precision "
+        "| image / diffusers float32 | image / own text-to-image |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (size, precision, task, mode), result in results.items():
+        peers = (
+            results.get((size, precision, task, "diffusers")),
+            results.get((size, "float32", task, "diffusers")),
+            results.get((size, precision, "text_to_image", mode)) if task == "image_to_image" else None,
+        )
         image = result["seconds_per_image"]
-        ratios = [f"{image / peer['seconds_per_image']:.2f}x" if peer else "-" for peer in (matched, default)]
+        ratios = [f"{image / peer['seconds_per_image']:.2f}x" if peer else "-" for peer in peers]
         print(
-            f"| {size} | {mode} | {precision} | {result['seconds_per_step']:.2f} | {image:.0f} | "
-            f"{result['peak_gib']:.1f} | "
-            f"{ratios[0]} | {ratios[1]} |"
+            f"| {size} | {task} | {mode} | {precision} | {result['seconds_per_step']:.2f} | {image:.0f} | "
+            f"{result['peak_gib']:.1f} | {' | '.join(ratios)} |"
         )
 
 

@@ -3,6 +3,7 @@ resumed job never sees a half-written file) with the mode `open()` gives, CSV an
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -87,6 +88,15 @@ def write_bytes(path, data):
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
+
+
+def file_digest(path, algorithm="sha256"):
+    """The hex digest of a file's bytes (hashlib's `algorithm`), read in blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_csv(path, rows, columns=None):

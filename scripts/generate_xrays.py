@@ -4,6 +4,7 @@
   genlab-xray --prompt_file=prompts.yaml --weights=local --weights_path=/data/kcv_weights
   genlab-xray --weights=diffusers --weights_path=/data/roentgen          # a diffusers checkpoint
   genlab-xray --weights=random --image_size=128 --steps=2                # smoke test: noise images
+  genlab-xray --init_images=data/real/train --strength=0.5 --images_per_class=500   # vary real X-rays
 
 Writes OUTPUT_DIR/<class>/<class>_NNNN.png (grayscale), OUTPUT_DIR/metadata.csv and
 OUTPUT_DIR/sample_grid.png. Run the same command again after an interruption: finished
@@ -22,10 +23,11 @@ from genlab.files import check_output_path
 from genlab.runtime import keep_torch_out, use_inference_only_kernels
 from scripts.common_flags import positive, run_program
 from scripts.xray_flags import define_weight_flags, parse_lora
-from xray.config import XrayConfig
-from xray.data.prompts import BUILTIN_PROMPTS, load_prompt_file
+from xray.config import DEFAULT_CAPTION_TEMPLATE, VariationConfig, XrayConfig
+from xray.data.prompts import BUILTIN_PROMPTS, load_prompt_file, prompts_for_classes
 
 _DEFAULTS = XrayConfig()
+_VARIATIONS = VariationConfig(init_images="")
 flags.DEFINE_string("output_dir", "runs/xray", "The dataset folder (created; a finished run's images are reused).")
 flags.DEFINE_string(
     "prompt_file", "", "JSON or YAML list of {class, prompt, negative_prompt?, count?} replacing the built-in prompts."
@@ -74,11 +76,45 @@ flags.DEFINE_string(
     "(genlab-xray-judge's defaults).",
 )
 flags.DEFINE_string("judge_dir", "", "Where the judge's report goes (default: OUTPUT_DIR_judge, beside the dataset).")
+flags.DEFINE_string(
+    "init_images",
+    "",
+    "Vary real X-rays instead of drawing from text (image-to-image): a folder with one sub-folder of images per "
+    "class, each class under its prompt (--prompt_file's entry for it, else --caption_template).",
+)
+flags.DEFINE_float(
+    "strength",
+    _VARIATIONS.strength,
+    "With --init_images: how far a variation may move from its image, in (0, 1]; the share of --steps that run.",
+)
+flags.DEFINE_integer(
+    "variations_per_image", _VARIATIONS.variations_per_image, "With --init_images: variations of each image."
+)
+flags.DEFINE_integer(
+    "images_per_class",
+    _VARIATIONS.images_per_class,
+    "With --init_images: fill each class up to this many, cycling through its images (0: --variations_per_image).",
+    lower_bound=0,
+)
+flags.DEFINE_string(
+    "masks",
+    "",
+    "With --init_images: a folder of masks with the images' relative paths, white where the image is regenerated "
+    "and black where it is kept (any SD 1.x U-Net; diffusers' blending).",
+)
+flags.DEFINE_string(
+    "caption_template",
+    DEFAULT_CAPTION_TEMPLATE,
+    "With --init_images and no --prompt_file: each class's prompt, with {class_name} (built-in classes keep theirs).",
+)
 flags.DEFINE_bool(
     "merge", False, "Only rebuild metadata.csv and sample_grid.png from the PNGs in --output_dir (after sharded runs)."
 )
-for _name in ("images_per_prompt", "batch_size", "steps", "num_shards"):
+for _name in ("images_per_prompt", "batch_size", "steps", "num_shards", "variations_per_image"):
     positive(_name)
+flags.register_validator(
+    "strength", lambda value: 0.0 < value <= 1.0, message="--strength must be in (0, 1]: 0.3 stays close, 0.8 varies"
+)
 FLAGS = flags.FLAGS
 
 
@@ -114,6 +150,18 @@ def main():
         class_folders(FLAGS.real, "--real")  # A wrong folder is named now, not after hours of generation.
         check_output_path(judge_dir, "--judge_dir")
     class_prompts = load_prompt_file(FLAGS.prompt_file) if FLAGS.prompt_file else BUILTIN_PROMPTS
+    variations = None
+    if FLAGS.init_images:
+        from xray.generation.variations import find_sources, plan_variations
+
+        variations = VariationConfig(
+            FLAGS.init_images, FLAGS.strength, FLAGS.variations_per_image, FLAGS.images_per_class, FLAGS.masks
+        )
+        sources = find_sources(variations.init_images, variations.masks)  # Every image and mask checked now.
+        if not FLAGS.prompt_file:
+            class_prompts = prompts_for_classes(list(sources), FLAGS.caption_template)
+        plan_variations(sources, class_prompts, variations, config)
+        class_prompts = [p for p in class_prompts if p.class_name in sources]
     loras = [parse_lora(value) for value in FLAGS.lora]
     # The judge trains, so it runs in a process of its own with the user's settings.
     judge_environment = dict(os.environ)
@@ -124,7 +172,7 @@ def main():
     import keras
 
     from xray.generation.generate import generate_dataset
-    from xray.weights import load_stable_diffusion
+    from xray.weights import load_image_encoder, load_stable_diffusion
 
     keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.
     texts = (
@@ -142,8 +190,12 @@ def main():
         check_texts=sorted(texts),
         loras=loras,
     )
+    image_encoder = None
+    if variations:
+        image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path, FLAGS.precision, frozen=True)
+        image_encoder.compile(jit_compile=FLAGS.jit_compile)
     os.makedirs(out, exist_ok=True)
-    result = generate_dataset(models, class_prompts, config, out)
+    result = generate_dataset(models, class_prompts, config, out, variations=variations, image_encoder=image_encoder)
     print(
         f"Made {result.made} images in {result.seconds:.0f} s ({result.skipped} were already done) in "
         f"{os.path.abspath(out)}."

@@ -15,6 +15,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from genlab.files import read_csv
+
 from helpers.checks import REPO
 from helpers.image_folders import write_medmnist_fixture
 
@@ -31,6 +33,7 @@ XRAY_IMAGE_SIZE = 128
 XRAY_STEPS = 2
 XRAY_IMAGES_PER_PROMPT = 1
 FINETUNE_STEPS = 2
+VARY_IMAGES_PER_CLASS = 2
 JUDGE_EPOCHS = 1
 """
 
@@ -60,6 +63,13 @@ def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_pat
     assert "CC BY 4.0" in (work / "public_xrays" / "SOURCE.md").read_text()
     adapted = sorted(str(p.relative_to(work / "xray_adapted")) for p in work.glob("xray_adapted/*/*.png"))
     assert adapted == ["normal/normal_0000.png", "pneumonia/pneumonia_0000.png"]  # The public set's classes.
+    varied = read_csv(work / "xray_varied" / "metadata.csv")  # Two variations of each class's real images.
+    assert [(row["class_name"], row["source"].split("/")[0], row["strength"]) for row in varied] == [
+        ("normal", "normal", "0.5"),
+        ("normal", "normal", "0.5"),
+        ("pneumonia", "pneumonia", "0.5"),
+        ("pneumonia", "pneumonia", "0.5"),
+    ]
     assert json.loads((work / "xray_judge" / "summary.json").read_text())["classes"] == ["normal", "pneumonia"]
     assert (work / "xray_lora_diffusers" / "pytorch_lora_weights.safetensors").is_file()
     with zipfile.ZipFile(tmp_path / "runs" / "colab.zip") as archive:
@@ -74,5 +84,5 @@ def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_pat
     assert "FID real floor" in text  # Judged against the real folder.
     images = [output for output in outputs if "image/png" in output.get("data", {})]
     # GAN grid, loss and D-output curves, LeNet's confusion matrix, 4 sorting figures, X-ray grid,
-    # fine-tuning's loss curve and sample rows, the adapted set's grid, 3 judge figures.
-    assert len(images) == 15
+    # fine-tuning's loss curve and sample rows, the adapted and the varied sets' grids, 3 judge figures.
+    assert len(images) == 16

@@ -10,7 +10,8 @@ applications on top never import each other (tests/test_layering.py holds this):
    KerasCV's weight files, LoRA files, export to diffusers.
 4. `xray.weights`: the four weight sources, loaded into networks (LoRA merged in).
 5. The applications:
-   - `xray.generation`: the dataset folder and `generate_dataset` (`genlab-xray`);
+   - `xray.generation`: the dataset folder and `generate_dataset` (`genlab-xray`), from text or
+     by varying real images;
    - `xray.training`: LoRA or whole-U-Net fine-tuning (`genlab-xray-finetune`), with its
      training kernels (`xray.training.kernels`, which import nothing else of the project);
    - `xray.judging`: synthetic against real images, and whether they help (`genlab-xray-judge`).

@@ -23,6 +23,17 @@ class XrayConfig:
     grid_images_per_class: int = 4
 
 
+@dataclasses.dataclass
+class VariationConfig:
+    """Image-to-image (xray.generation.variations): real X-rays varied under their class's prompt."""
+
+    init_images: str  # Class folders of real images, the judge's and fine-tuner's layout.
+    strength: float = 0.5  # In (0, 1]: the share of the steps that run; 1 keeps only the layout's trace.
+    variations_per_image: int = 1
+    images_per_class: int = 0  # Fill each class up to this many, cycling through its images; 0: off.
+    masks: str = ""  # Class folders of masks with the images' file names, white where regenerated.
+
+
 # The judge's classifiers (xray.judging.judge): a small CNN trained from scratch, or a frozen
 # keras.applications backbone with ImageNet weights under a new head.
 BACKBONES = ("small_cnn", "mobilenet_v3_small", "efficientnet_v2_b0", "densenet121")

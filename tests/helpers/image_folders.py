@@ -101,3 +101,17 @@ def hugging_face_folder(path, labels="class"):
         )
     datasets.DatasetDict(splits).save_to_disk(str(path))
     return path
+
+
+def folder_pixels(folder):
+    """{path inside `folder`: int16 pixels} of a dataset folder's class images."""
+    return {
+        str(p.relative_to(folder)): np.asarray(Image.open(p), dtype=np.int16) for p in sorted(folder.glob("*/*.png"))
+    }
+
+
+def assert_same_images(a, b):
+    """Two `folder_pixels` name the same images, equal to a grey level (batched convolutions may round differently)."""
+    assert a.keys() == b.keys()
+    for name in a:
+        assert np.abs(a[name] - b[name]).max() <= 1, name

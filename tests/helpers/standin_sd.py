@@ -13,7 +13,7 @@ import sys
 import keras
 from keras import layers, ops
 
-from xray.config import FinetuneConfig, XrayConfig
+from xray.config import FinetuneConfig, VariationConfig, XrayConfig
 from xray.data.prompts import ClassPrompt
 from xray.generation.generate import generate_dataset
 from xray.sd.networks import MAX_PROMPT_TOKENS
@@ -92,16 +92,27 @@ KILL_TEST_PROMPTS = [
     ClassPrompt("knee", "Knee X-ray, lateral view", "color"),
 ]
 KILL_TEST_CONFIG = XrayConfig(images_per_prompt=30, batch_size=1, steps=2)
+# Image-to-image's kill test: each of a folder's images varied until the class holds 15.
+VARY_KILL_PROMPTS = [ClassPrompt("circle", "X-ray of a circle"), ClassPrompt("square", "X-ray of a square")]
+VARY_KILL_CONFIG = XrayConfig(batch_size=1, steps=4, negative_prompt="")
+
+
+def vary_kill_variations(init_images):
+    return VariationConfig(init_images, strength=0.5, images_per_class=15)
 
 
 if __name__ == "__main__":
     # `python tests/standin_sd.py generate OUT BPE`: the dataset the resume test kills mid-run;
-    # `python tests/standin_sd.py finetune OUT BPE DATA`: the fine-tuning run it kills.
+    # `python tests/standin_sd.py finetune OUT BPE DATA`: the fine-tuning run it kills;
+    # `python tests/standin_sd.py vary OUT BPE INIT`: the image-to-image run it kills.
     from xray.weights import load_tokenizer
 
     mode, output_dir, bpe_path, *data_dir = sys.argv[1:]
     models = standin_models(load_tokenizer(bpe_path))
     if mode == "generate":
         generate_dataset(models, KILL_TEST_PROMPTS, KILL_TEST_CONFIG, output_dir, verbose=False)
+    elif mode == "vary":
+        variations = vary_kill_variations(data_dir[0])
+        generate_dataset(models, VARY_KILL_PROMPTS, VARY_KILL_CONFIG, output_dir, False, variations, image_encoder())
     else:
         finetune(models, image_encoder(), training_examples(data_dir[0]), output_dir, FINETUNE_KILL_CONFIG, verbose=0)

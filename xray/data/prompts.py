@@ -45,6 +45,8 @@ _ENTRY_KEYS = {"class", "prompt", "negative_prompt", "count"}
 def prompts_for_classes(class_names, caption_template):
     """A prompt per class: the built-in one where the class is built in, else `caption_template`
     (with `{class_name}`) filled in, as fine-tuning captions such classes."""
+    if "{class_name}" not in caption_template or caption_template.count("{") != 1:
+        raise UserError(f"--caption_template={caption_template!r} needs {{class_name}} once and no other braces")
     builtin = {p.class_name: p for p in BUILTIN_PROMPTS}
     return [
         builtin.get(name) or ClassPrompt(name, caption_template.format(class_name=name.replace("_", " ")))

@@ -19,7 +19,6 @@ left half-written: the folder is written beside OUT under a hidden name and rena
 """
 
 import dataclasses
-import hashlib
 import logging
 import os
 import shutil
@@ -29,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from genlab.errors import UserError
-from genlab.files import write_csv, write_text
+from genlab.files import file_digest, write_csv, write_text
 from xray.data.prompts import safe_class_name
 
 SPLITS = ("train", "val", "test")
@@ -140,21 +139,13 @@ def download_medmnist(name, size, origin=None):
             "elsewhere and pass --medmnist_path=FILE"
         ) from None
     expected = MEDMNIST_SETS[name].md5[size]
-    if file_md5(path) != expected:
+    if file_digest(path, "md5") != expected:
         os.remove(path)  # A later run downloads it again instead of finding the same bad file.
         raise UserError(
             f"{file_name} from {origin} does not match MedMNIST's published MD5 {expected} (an interrupted or "
             "altered download); it was deleted: run again"
         )
     return path
-
-
-def file_md5(path):
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_medmnist(name, path, flag="--medmnist_path"):

@@ -94,6 +94,10 @@ _HINTS = {
     ("unet", "use_linear_projection", True): "SD 2.x",
     ("unet", "addition_embed_type", "text_time"): "SDXL",
     ("text_encoder", "hidden_size", 1024): "SD 2.x",
+    # An inpainting U-Net also reads the mask and the masked image's latents.
+    ("unet", "in_channels", 9): (
+        "an inpainting checkpoint, not supported; genlab-xray --masks inpaints with SD 1.x's own U-Net"
+    ),
 }
 
 

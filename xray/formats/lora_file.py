@@ -15,7 +15,6 @@ default on both sides); a different strength is the scale given at generation ti
 The module names come from the bridge's weight mapping, the one map between the two sides.
 """
 
-import hashlib
 import json
 import os
 
@@ -23,7 +22,7 @@ import keras
 import numpy as np
 
 from genlab.errors import UserError
-from genlab.files import atomic_path
+from genlab.files import atomic_path, file_digest
 from xray.formats.diffusers import weight_pairs
 from xray.sd.networks import assign_in_place
 
@@ -147,6 +146,4 @@ def merged_kernel(kernel, a, b, scale=1.0):
 
 def describe(path, scale):
     """How a LoRA appears in a weight source: file name, content hash and scale."""
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    return f"LoRA {os.path.basename(path)} (sha256 {digest}) x {scale:g}"
+    return f"LoRA {os.path.basename(path)} (sha256 {file_digest(path)[:12]}) x {scale:g}"

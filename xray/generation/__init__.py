@@ -1,1 +1,1 @@
-"""Generation: the dataset folder on disk and the orchestrator genlab-xray calls."""
+"""Generation: the dataset folder on disk, image-to-image's sources, and the orchestrator genlab-xray calls."""

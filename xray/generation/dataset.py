@@ -22,6 +22,7 @@ from PIL import Image, PngImagePlugin
 from genlab.errors import UserError
 from genlab.files import atomic_path, write_csv
 from genlab.plots import save_labelled_grid
+from xray.data.image_folder import read_image, to_grayscale
 
 METADATA_FILE = "metadata.csv"
 GRID_FILE = "sample_grid.png"
@@ -41,6 +42,9 @@ PIXEL_SETTINGS = (
     "precision",
     "numerics",
     "weight_source",
+    "source_sha256",
+    "strength",
+    "mask_sha256",
 )
 
 
@@ -53,11 +57,21 @@ class ImageJob:
     prompt: str
     negative_prompt: str
     seed: int
+    source: object = None  # A variation's `xray.generation.variations.Source`; None for text-to-image.
+    strength: float | None = None  # A variation's.
 
     @property
     def file_name(self):
         """The path inside the dataset folder, e.g. `chest_normal/chest_normal_0007.png`."""
         return f"{self.class_name}/{self.class_name}_{self.index:04d}.png"
+
+    def record(self):
+        """What this image's metadata row says about it alone: its prompts and seed, and a
+        variation's source, mask and strength."""
+        row = {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed}
+        if self.source is not None:
+            row.update(self.source.record(), strength=self.strength)
+        return row
 
 
 def image_seed(run_seed, prompt, index):
@@ -100,8 +114,8 @@ def pending_jobs(output_dir, jobs, settings):
             pending.append(job)
             continue
         made_with = read_png_metadata(path)
-        wanted = dict(settings, prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed)
-        differs = [key for key in PIXEL_SETTINGS if str(made_with.get(key)) != str(wanted[key])]
+        wanted = dict(settings, **job.record())
+        differs = [key for key in PIXEL_SETTINGS if str(made_with.get(key)) != str(wanted.get(key))]
         if differs:
             key = differs[0]
             raise UserError(
@@ -131,15 +145,7 @@ def remove_partial_files(output_dir, jobs=None):
 
 def write_png(output_dir, job, rgb_image, settings):
     """Saves one image as grayscale PNG with its metadata row inside; returns the row."""
-    row = dict(
-        settings,
-        file_name=job.file_name,
-        class_name=job.class_name,
-        index=job.index,
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        seed=job.seed,
-    )
+    row = dict(settings, file_name=job.file_name, class_name=job.class_name, index=job.index, **job.record())
     info = PngImagePlugin.PngInfo()
     info.add_text(PNG_TEXT_KEY, json.dumps(row, sort_keys=True))
     # X-rays are single-channel; ITU-R 601 luma keeps what the decoder drew.
@@ -187,12 +193,39 @@ def write_index(output_dir, grid_images_per_class=4):
 
 
 def _write_grid(output_dir, rows, per_class):
-    by_class = collections.defaultdict(list)
+    images = grid_rows(output_dir, rows, per_class)
+    weight_sources = sorted({row["weight_source"] for row in rows})
+    classes = {row["class_name"] for row in rows}
+    title = f"{len(rows)} images, {len(classes)} classes\nweights: {', '.join(weight_sources)}"
+    if any(row.get("source") for row in rows):
+        title += f"\nfirst column: the real image; then its variations at strength {rows[0]['strength']}"
+    ncols = max(len(row_images) for row_images in images.values())
+    save_labelled_grid(os.path.join(output_dir, GRID_FILE), images, ncols, title=title)
+
+
+def grid_rows(output_dir, rows, per_class):
+    """{label: uint8 images} of the sample grid: up to `per_class` images per class; for
+    variations, a row per source image (the first `per_class` of each class): the source, then
+    up to `per_class` of its variations."""
+    groups = collections.defaultdict(list)
     for row in rows:
-        if len(by_class[row["class_name"]]) < per_class:
+        groups[row["class_name"], os.path.basename(row.get("source") or "")].append(row)
+    images, rows_of_class = {}, collections.Counter()
+    for (class_name, source), members in sorted(groups.items()):
+        rows_of_class[class_name] += 1
+        if rows_of_class[class_name] > per_class:
+            continue
+        label = f"{class_name}\n{source}" if source else class_name
+        images[label] = [_source_thumbnail(members[0])] if source else []
+        for row in members[:per_class]:
             with Image.open(os.path.join(output_dir, row["file_name"])) as image:
-                by_class[row["class_name"]].append(np.asarray(image))
-    sources = sorted({row["weight_source"] for row in rows})
-    title = f"{len(rows)} images, {len(by_class)} classes\nweights: {', '.join(sources)}"
-    ncols = max(len(images) for images in by_class.values())
-    save_labelled_grid(os.path.join(output_dir, GRID_FILE), dict(sorted(by_class.items())), ncols, title=title)
+                images[label].append(np.asarray(image))
+    return images
+
+
+def _source_thumbnail(row):
+    """A variation's source image as the run read it, or a blank one when it is no longer there."""
+    path = os.path.join(row["init_images"], row["source"])
+    if not os.path.isfile(path):
+        return np.zeros((row["height"], row["width"]), dtype=np.uint8)
+    return np.round(to_grayscale(read_image(path, row["height"]))[..., 0] * 255).astype(np.uint8)

@@ -9,7 +9,15 @@ import numpy as np
 import tensorflow as tf
 
 from xray.generation import dataset
-from xray.sd.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
+from xray.generation.variations import find_sources, plan_variations, read_sources, steps_run
+from xray.sd.sampler import (
+    LATENT_DOWNSCALE,
+    Variation,
+    decode_to_uint8,
+    encode_texts,
+    initial_noise,
+    sample_latents,
+)
 
 RANDOM_WEIGHTS_BANNER = (
     "*" * 78 + "\n"
@@ -44,14 +52,24 @@ def pixel_settings(models, config):
     }
 
 
-def generate_dataset(models, class_prompts, config, output_dir, verbose=True):
-    """Makes this shard's missing images in `output_dir`; a single-shard run then writes the index."""
+def generate_dataset(models, class_prompts, config, output_dir, verbose=True, variations=None, image_encoder=None):
+    """Makes this shard's missing images in `output_dir`; a single-shard run then writes the index.
+
+    With `variations` (an `xray.config.VariationConfig`) and the VAE's `image_encoder`
+    (`xray.weights.load_image_encoder`), the real images of its folder are varied instead, each
+    class under its prompt in `class_prompts` (image-to-image, `xray.generation.variations`).
+    """
     start = time.perf_counter()
-    jobs = dataset.shard(
-        dataset.plan_images(class_prompts, config.images_per_prompt, config.seed, config.negative_prompt),
-        config.num_shards,
-        config.shard_index,
-    )
+    if variations is None:
+        planned = dataset.plan_images(class_prompts, config.images_per_prompt, config.seed, config.negative_prompt)
+        steps = config.steps
+    else:
+        if image_encoder is None:
+            raise ValueError("varying real images needs the VAE's image_encoder")
+        sources = find_sources(variations.init_images, variations.masks)
+        planned = plan_variations(sources, class_prompts, variations, config)
+        steps = steps_run(config.steps, variations.strength)
+    jobs = dataset.shard(planned, config.num_shards, config.shard_index)
     settings = pixel_settings(models, config)
     dataset.remove_partial_files(output_dir, jobs)
     pending = dataset.pending_jobs(output_dir, jobs, settings)
@@ -76,7 +94,8 @@ def generate_dataset(models, class_prompts, config, output_dir, verbose=True):
             unconditional_context=np.stack([contexts[job.negative_prompt] for job in padded]),
             num_steps=config.steps,
             guidance_scale=config.guidance_scale,
-            on_step=lambda step: progress.update(made + len(batch) * step / (config.steps + 1)),
+            on_step=lambda step: progress.update(made + len(batch) * step / (steps + 1)),
+            variation=None if variations is None else start_from_sources(image_encoder, padded, models.image_size),
         )
         for job, image in zip(batch, decode_to_uint8(models, latents)):
             dataset.write_png(output_dir, job, image, settings)
@@ -87,6 +106,21 @@ def generate_dataset(models, class_prompts, config, output_dir, verbose=True):
     if indexed:
         dataset.write_index(output_dir, config.grid_images_per_class)
     return GenerationResult(made, len(jobs) - len(pending), time.perf_counter() - start, indexed)
+
+
+def start_from_sources(image_encoder, jobs, image_size):
+    """The `Variation` the jobs' source images give: the VAE encoder's latents of them (the mean
+    of its distribution, which KerasCV's encoder gives; diffusers draws a sample, whose spread is
+    small beside the noise any strength that runs a step adds) and their masks at the latents' size."""
+    pixels, masks = read_sources(jobs, image_size)
+    latents = np.asarray(image_encoder.predict_on_batch(pixels), dtype=np.float32)
+    return Variation(latents, jobs[0].strength, None if masks is None else latent_masks(masks))
+
+
+def latent_masks(masks):
+    """Masks (B, H, W, 1) at the latents' size: each latent takes its 8x8 block's top-left pixel,
+    as diffusers' nearest-neighbour resize does."""
+    return masks[:, ::LATENT_DOWNSCALE, ::LATENT_DOWNSCALE]
 
 
 def _encode_unique(models, texts, chunk=8):

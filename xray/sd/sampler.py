@@ -6,7 +6,9 @@ The arithmetic is KerasCV's `generate_image` (deterministic DDIM, eta 0), rewrit
   * each row of a batch has its own prompt and negative prompt;
   * guidance runs the unconditional and conditional passes as one U-Net batch of 2B,
     not two calls, and skips the unconditional pass at guidance scale 1;
-  * the noise schedule can come from a diffusers checkpoint's scheduler config.
+  * the noise schedule can come from a diffusers checkpoint's scheduler config;
+  * it can start from real images (`Variation`): diffusers' image-to-image, and with a mask
+    its inpainting rule for U-Nets of 4 input channels.
 """
 
 import dataclasses
@@ -93,6 +95,36 @@ class NoiseSchedule:
         return f"DDIM eta=0, {self.timestep_spacing} spacing, offset {self.steps_offset} ({self.source} schedule)"
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Variation:
+    """Where image-to-image starts, as diffusers' StableDiffusionImg2ImgPipeline and (with a mask)
+    StableDiffusionInpaintPipeline do it.
+
+    Only the last `min(int(steps * strength), steps)` of the schedule's steps run
+    (`variation_timesteps`), from the sources' latents noised to the first of them. At strength 1
+    image-to-image still keeps sqrt(alpha-bar) of the source (about 7% at timestep 999), as
+    diffusers' does; inpainting starts from the noise alone there, as diffusers' does. With a mask,
+    after each step the latent outside it is replaced by the source's latent noised to the next
+    timestep (the clean latent after the last): the model paints inside, the source stays outside.
+    """
+
+    latents: np.ndarray  # (B, h, w, 4): the sources' latents, scaled as the VAE encoder gives them.
+    strength: float  # In (0, 1]: how much of the schedule runs, so how far the result may move.
+    mask: np.ndarray | None = None  # (B, h, w, 1), 1 where the image is regenerated, 0 where kept.
+
+
+def variation_timesteps(schedule, num_steps, strength):
+    """The timesteps image-to-image visits: the last min(int(num_steps * strength), num_steps) of
+    text-to-image's (diffusers' `get_timesteps`)."""
+    run = min(int(num_steps * strength), num_steps)
+    return schedule.timesteps(num_steps)[num_steps - run :]
+
+
+def add_noise(latents, noise, alpha_cumprod):
+    """`latents` noised to the level alpha-bar (the forward process; diffusers' `add_noise`)."""
+    return (math.sqrt(alpha_cumprod) * latents + math.sqrt(1.0 - alpha_cumprod) * noise).astype(np.float32)
+
+
 def tokenize(tokenizer, text):
     """CLIP token ids padded to MAX_PROMPT_TOKENS, or a `UserError` if the text is longer than Stable
     Diffusion reads."""
@@ -128,19 +160,27 @@ def timestep_embedding(timestep, batch_size, dim=320, max_period=10000):
     return np.tile(embedding, (batch_size, 1))
 
 
-def sample_latents(models, noise, context, unconditional_context, num_steps, guidance_scale, on_step=None):
+def sample_latents(
+    models, noise, context, unconditional_context, num_steps, guidance_scale, on_step=None, variation=None
+):
     """Denoises `noise` (B, h, w, 4) with DDIM under classifier-free guidance; returns clean latents.
 
     `context` and `unconditional_context` are (B, MAX_PROMPT_TOKENS, 768): each row's prompt and negative
-    prompt. `on_step(steps_done)` is called after every U-Net step (for progress bars).
+    prompt. `on_step(steps_done)` is called after every U-Net step (for progress bars). With a
+    `Variation`, the real images it holds are varied instead (see there).
     """
     schedule = models.schedule
-    timesteps = schedule.timesteps(num_steps)
     alphas = schedule.alphas_cumprod
+    noise = noise.astype(np.float32)
+    if variation is None:
+        timesteps, latent = schedule.timesteps(num_steps), noise
+    else:
+        timesteps = variation_timesteps(schedule, num_steps, variation.strength)
+        from_noise = variation.mask is not None and variation.strength == 1.0
+        latent = noise if from_noise else add_noise(variation.latents, noise, alphas[timesteps[0]])
     guided = guidance_scale != 1.0
     batch = len(noise)
     contexts = np.concatenate([unconditional_context, context]) if guided else context
-    latent = noise.astype(np.float32)
     for i, timestep in enumerate(timesteps):
         a_t = alphas[timestep]
         a_prev = alphas[timesteps[i + 1]] if i + 1 < len(timesteps) else schedule.final_alpha_cumprod
@@ -160,6 +200,10 @@ def sample_latents(models, noise, context, unconditional_context, num_steps, gui
             eps = eps_unconditional + guidance_scale * (eps_conditional - eps_unconditional)
         predicted_clean = (latent - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
         latent = (math.sqrt(a_prev) * predicted_clean + math.sqrt(1.0 - a_prev) * eps).astype(np.float32)
+        if variation is not None and variation.mask is not None:
+            last = i + 1 == len(timesteps)
+            kept = variation.latents if last else add_noise(variation.latents, noise, alphas[timesteps[i + 1]])
+            latent = np.where(variation.mask > 0.5, latent, kept).astype(np.float32)
         if on_step:
             on_step(i + 1)
     return latent

@@ -88,3 +88,11 @@ def test_classes_get_their_built_in_prompt_or_the_caption_template():
     prompts = prompts_for_classes(["chest_normal", "viral_pneumonia"], "X-ray radiograph, {class_name}")
     assert prompts[0] == BUILTIN_PROMPTS[0]
     assert (prompts[1].class_name, prompts[1].prompt) == ("viral_pneumonia", "X-ray radiograph, viral pneumonia")
+
+
+@pytest.mark.parametrize("template", ["X-ray radiograph", "X-ray of {class_name}, {view}"])
+def test_a_caption_template_without_its_one_placeholder_is_refused(template):
+    from xray.data.prompts import prompts_for_classes
+
+    with pytest.raises(UserError, match="--caption_template=.* needs {class_name} once"):
+        prompts_for_classes(["knee"], template)

@@ -6,11 +6,10 @@ import pytest
 from PIL import Image
 
 from genlab.errors import UserError
-from genlab.files import read_csv
+from genlab.files import file_digest, read_csv
 from xray.data import public_sets
 from xray.data.public_sets import (
     download_medmnist,
-    file_md5,
     parse_source,
     read_hugging_face,
     read_medmnist,
@@ -111,10 +110,10 @@ def test_downloads_are_checked_against_the_published_md5(tmp_path, monkeypatch):
     monkeypatch.setitem(
         public_sets.MEDMNIST_SETS,
         "pneumoniamnist",
-        public_sets.MedMnistSet(**{**published.__dict__, "md5": {28: file_md5(source)}}),
+        public_sets.MedMnistSet(**{**published.__dict__, "md5": {28: file_digest(source, "md5")}}),
     )
     path = download_medmnist("pneumoniamnist", 28, origin=origin)
-    assert path.endswith("pneumoniamnist.npz") and file_md5(path) == file_md5(source)
+    assert path.endswith("pneumoniamnist.npz") and file_digest(path, "md5") == file_digest(source, "md5")
     with pytest.raises(UserError, match="could not download .*--medmnist_path=FILE"):
         download_medmnist("pneumoniamnist", 64, origin=(tmp_path / "absent.npz").as_uri())
     with pytest.raises(UserError, match="MedMNIST\\+ comes at 28, 64, 128, 224 px"):

@@ -80,6 +80,7 @@ def test_refuses_pickled_weights(tmp_path, clip_bpe_path):
         (dict(unet={"use_linear_projection": True}), "use_linear_projection=True (that is SD 2.x)"),
         (dict(unet={"addition_embed_type": "text_time"}), "addition_embed_type='text_time' (that is SDXL)"),
         (dict(text_encoder={"hidden_size": 1024}), "text_encoder/config.json has hidden_size=1024 (that is SD 2.x)"),
+        (dict(unet={"in_channels": 9}), "in_channels=9 (that is an inpainting checkpoint, not supported; genlab-xray"),
         (dict(vae={"latent_channels": 16}), "vae/config.json has latent_channels=16, SD 1.x has 4"),
     ],
 )

@@ -12,6 +12,10 @@ Exported back, the checkpoint comes back tensor for tensor and diffusers loads i
 own LoRA file (PEFT) runs in KerasCV's U-Net with diffusers' outputs, and saves back as the
 same file.
 
+Image-to-image and masked variation, given the same source latents and noise, end where
+diffusers' StableDiffusionImg2ImgPipeline and StableDiffusionInpaintPipeline (with SD 1.x's
+4-channel U-Net) end, with DDIM at eta 0.
+
 Memory and time: each diffusers network is built, saved, run for its reference outputs and
 freed before the next; the conversion program runs before this process builds its one KerasCV
 set, and the program's files are read back into that same set rather than a second one.
@@ -30,11 +34,11 @@ from xray.formats.diffusers import open_checkpoint
 from xray.formats.keras_cv_files import KERAS_CV_FILES
 from xray.formats.safetensors_file import SafetensorsFile
 from xray.generation import dataset
-from xray.generation.generate import generate_dataset
+from xray.generation.generate import generate_dataset, latent_masks
 from xray.sd.networks import MAX_PROMPT_TOKENS, NETWORKS
-from xray.sd.sampler import NoiseSchedule, encode_texts, timestep_embedding, tokenize
+from xray.sd.sampler import NoiseSchedule, Variation, encode_texts, sample_latents, timestep_embedding, tokenize
 from xray.training.adapters import add_adapters, load_adapters_into, save_adapters
-from xray.weights import load_stable_diffusion, load_tokenizer
+from xray.weights import load_image_encoder, load_stable_diffusion, load_tokenizer
 
 from helpers.checks import import_peer
 from helpers.numerics import array_digest, fingerprint
@@ -47,6 +51,11 @@ RELATIVE_TOLERANCE = 5e-5
 PROMPTS = [p.prompt for p in BUILTIN_PROMPTS] + ["", "color, text, watermark"]
 TIMESTEPS = (981, 500, 1)
 LORA_TIMESTEP = 500
+# (steps, strength, masked): image-to-image at three strengths and two step counts, and masked variation.
+VARIATION_CASES = [(steps, strength, False) for steps in (4, 10) for strength in (0.3, 0.75, 1.0)] + [
+    (5, 0.6, True),
+    (5, 1.0, True),
+]
 
 
 def assert_round_off(ours, reference):
@@ -109,6 +118,63 @@ def diffusers_lora(network, path):
     return unet_output(network, LORA_TIMESTEP)
 
 
+def variation_inputs():
+    """Source latents, prompt and negative-prompt states, and a pixel mask whose edges lie off the
+    latents' 8-pixel grid (NHWC)."""
+    rng = np.random.default_rng(3)
+    latents = rng.standard_normal((1, 16, 16, 4), dtype=np.float32)
+    context, unconditional = rng.standard_normal((2, 1, MAX_PROMPT_TOKENS, 768), dtype=np.float32)
+    mask = np.zeros((1, 128, 128, 1), dtype=np.float32)
+    mask[:, 37:101, 21:90] = 1.0
+    return latents, context, unconditional, mask
+
+
+def diffusers_variations(folder):
+    """{case: (noise, final latents)} of diffusers' own pipelines on `variation_inputs`, NHWC; the
+    noise is what the seeded generator gives the pipeline (its only draw at eta 0)."""
+    torch = import_peer("torch")
+    diffusers = import_peer("diffusers")
+    transformers = import_peer("transformers")
+    components = dict(
+        unet=diffusers.UNet2DConditionModel.from_pretrained(folder / "unet"),
+        vae=diffusers.AutoencoderKL.from_pretrained(folder / "vae"),
+        text_encoder=transformers.CLIPTextModel.from_pretrained(folder / "text_encoder"),
+        tokenizer=transformers.CLIPTokenizer(
+            str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt")
+        ),
+        scheduler=diffusers.DDIMScheduler.from_pretrained(folder / "scheduler", clip_sample=False),  # As SD 1.x says.
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipelines = {
+        False: diffusers.StableDiffusionImg2ImgPipeline(**components),
+        True: diffusers.StableDiffusionInpaintPipeline(**components),
+    }
+    latents, context, unconditional, mask = (torch.tensor(a) for a in variation_inputs())
+    latents, mask = latents.permute(0, 3, 1, 2), mask.permute(0, 3, 1, 2)
+    results = {}
+    for seed, (steps, strength, masked) in enumerate(VARIATION_CASES):
+        arguments = dict(
+            prompt_embeds=context,
+            negative_prompt_embeds=unconditional,
+            image=latents,  # Four channels: taken as latents, not encoded.
+            strength=strength,
+            num_inference_steps=steps,
+            guidance_scale=7.5,
+            eta=0.0,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="latent",
+        )
+        if masked:  # The masked image's latents are unused with a 4-channel U-Net; given, none is encoded.
+            arguments.update(mask_image=mask, masked_image_latents=latents, height=128, width=128)
+        with torch.no_grad():
+            final = pipelines[masked](**arguments).images
+        noise = torch.randn(tuple(latents.shape), generator=torch.Generator().manual_seed(seed))
+        results[steps, strength, masked] = (noise.numpy().transpose(0, 2, 3, 1), final.numpy().transpose(0, 2, 3, 1))
+    return results
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, clip_bpe_path):
     """(folder, reference outputs, transformers' token ids for PROMPTS)."""
@@ -133,6 +199,7 @@ def checkpoint(tmp_path_factory, clip_bpe_path):
 
     references = write_checkpoint(folder, clip_bpe_path, use_network)
     references["unet"], references["unet_lora"] = references["unet"]
+    references["variations"] = diffusers_variations(folder)  # Before this process builds KerasCV's set.
     yield folder, references, token_ids, lora_path
     shutil.rmtree(folder)  # 4 GB of safetensors.
 
@@ -237,6 +304,35 @@ def test_unet_equals_diffusers(checkpoint, converted, timestep):
 
 def test_decoder_equals_autoencoder_kl(checkpoint, converted):
     assert_round_off(converted.decoder.predict_on_batch(decoder_latents()), checkpoint[1]["vae"])
+
+
+@pytest.mark.parametrize("steps, strength, masked", VARIATION_CASES)
+def test_variations_equal_diffusers_image_to_image_and_inpainting(checkpoint, converted, steps, strength, masked):
+    latents, context, unconditional, mask = variation_inputs()
+    noise, reference = checkpoint[1]["variations"][steps, strength, masked]
+    variation = Variation(latents, strength, latent_masks(mask) if masked else None)
+    ours = sample_latents(converted, noise, context, unconditional, steps, 7.5, variation=variation)
+    assert_round_off(ours, reference)
+    if masked:  # Outside the mask, the source's latents come back as they were.
+        np.testing.assert_array_equal(ours[variation.mask[..., 0] == 0], latents[variation.mask[..., 0] == 0])
+
+
+def test_the_smallest_strength_gives_the_source_back_within_the_vaes_round_trip(checkpoint, converted):
+    """One step at the least noise gives back the VAE's round trip of the source, give or take a
+    fraction of the round trip's own error: so the source, within that error. (Random networks:
+    the VAE's round trip is far off, and one guided step of a random U-Net still moves the latents
+    by a few hundredths.)"""
+    encoder = load_image_encoder("diffusers", str(checkpoint[0]), "float32")
+    source = np.full((1, 128, 128, 3), -0.8, dtype=np.float32)
+    source[:, 32:96, 40:88] = 0.6
+    latents = np.asarray(encoder.predict_on_batch(source))
+    round_trip = converted.decoder.predict_on_batch(latents)
+    _, context, unconditional, _ = variation_inputs()
+    noise = np.random.default_rng(0).standard_normal(latents.shape, dtype=np.float32)
+    varied = sample_latents(converted, noise, context, unconditional, 10, 7.5, variation=Variation(latents, 0.1))
+    image = converted.decoder.predict_on_batch(varied)
+    vae_error, moved = np.abs(round_trip - source).mean(), np.abs(image - round_trip).mean()
+    assert 0 < moved < 0.3 * vae_error, (moved, vae_error)
 
 
 def test_generates_from_the_checkpoint(converted, tmp_path):

@@ -10,7 +10,6 @@ import keras
 import numpy as np
 import pytest
 from keras_cv.src.models.stable_diffusion.stable_diffusion import StableDiffusion
-from PIL import Image
 
 from xray.config import XrayConfig
 from xray.data.prompts import ClassPrompt
@@ -18,6 +17,7 @@ from xray.generation import dataset
 from xray.generation.generate import generate_dataset
 from xray.sd.sampler import decode_to_uint8, encode_texts, initial_noise, sample_latents
 
+from helpers.image_folders import assert_same_images, folder_pixels
 from helpers.programs import kill_when, start_standin
 from helpers.standin_sd import KILL_TEST_CONFIG, KILL_TEST_PROMPTS, standin_models
 
@@ -26,18 +26,6 @@ PROMPTS = [
     ClassPrompt("radius_fracture", "X-ray of a fractured radius bone", "color"),
 ]
 CONFIG = XrayConfig(images_per_prompt=3, batch_size=3, steps=2, negative_prompt="")
-
-
-def _pixels(folder):
-    return {
-        str(p.relative_to(folder)): np.asarray(Image.open(p), dtype=np.int16) for p in sorted(folder.glob("*/*.png"))
-    }
-
-
-def _assert_same_images(a, b):
-    assert a.keys() == b.keys()
-    for name in a:  # Batched convolutions may round differently: at most one grey level.
-        assert np.abs(a[name] - b[name]).max() <= 1, name
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +68,7 @@ def test_writes_class_folders_metadata_and_grid(whole_dataset):
     row = dataset.read_png_metadata(str(whole_dataset / "radius_fracture" / "radius_fracture_0001.png"))
     assert row["negative_prompt"] == "color" and row["weight_source"] == "stand-in (test networks)"
     assert (row["height"], row["steps"], row["guidance_scale"]) == (128, 2, 7.5)
-    images = _pixels(whole_dataset)
+    images = folder_pixels(whole_dataset)
     assert all(image.shape == (128, 128) for image in images.values())
     assert len({image.tobytes() for image in images.values()}) == 6  # Every image has its own noise.
 
@@ -94,7 +82,7 @@ def test_loads_with_keras_image_dataset_from_directory(whole_dataset):
     assert labels.tolist() == [0, 0, 0, 1, 1, 1]
     first = next(iter(data))[0].numpy()
     assert first.shape == (4, 128, 128, 1)
-    np.testing.assert_array_equal(first[0, ..., 0], _pixels(whole_dataset)["chest_normal/chest_normal_0000.png"])
+    np.testing.assert_array_equal(first[0, ..., 0], folder_pixels(whole_dataset)["chest_normal/chest_normal_0000.png"])
 
 
 def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(models, whole_dataset, tmp_path):
@@ -104,15 +92,15 @@ def test_shards_fill_the_same_dataset_and_any_image_regenerates_alone(models, wh
         result = generate_dataset(models, PROMPTS, config, str(out), verbose=False)
         assert (result.made, result.indexed) == (3, False)
     rows = dataset.write_index(str(out))
-    assert [row["file_name"] for row in rows] == sorted(_pixels(whole_dataset))
-    _assert_same_images(_pixels(out), _pixels(whole_dataset))  # Same images whatever the batches and shards.
+    assert [row["file_name"] for row in rows] == sorted(folder_pixels(whole_dataset))
+    assert_same_images(folder_pixels(out), folder_pixels(whole_dataset))  # Same images whatever the batches and shards.
 
     lost = out / "chest_normal" / "chest_normal_0002.png"
     os.remove(lost)
     config = XrayConfig(**{**CONFIG.__dict__, "batch_size": 1})
     result = generate_dataset(models, PROMPTS, config, str(out), verbose=False)
     assert (result.made, result.skipped) == (1, 5)
-    _assert_same_images(_pixels(out), _pixels(whole_dataset))
+    assert_same_images(folder_pixels(out), folder_pixels(whole_dataset))
 
 
 def test_a_short_last_batch_is_filled_up_so_each_network_runs_at_one_batch_size(
@@ -137,7 +125,7 @@ def test_a_short_last_batch_is_filled_up_so_each_network_runs_at_one_batch_size(
         "diffusion_model": {8},
         "decoder": {4},
     }  # Three texts filled up to eight.
-    _assert_same_images(_pixels(out), _pixels(whole_dataset))
+    assert_same_images(folder_pixels(out), folder_pixels(whole_dataset))
 
 
 @pytest.mark.slow
@@ -155,6 +143,6 @@ def test_a_run_killed_mid_write_resumes_to_what_an_uninterrupted_run_makes(model
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # No partial file is left.
     uninterrupted = tmp_path / "uninterrupted"
     generate_dataset(models, KILL_TEST_PROMPTS, KILL_TEST_CONFIG, str(uninterrupted), verbose=False)
-    _assert_same_images(_pixels(out), _pixels(uninterrupted))
+    assert_same_images(folder_pixels(out), folder_pixels(uninterrupted))
     with open(out / dataset.METADATA_FILE) as f:
         assert len(f.read().splitlines()) == total + 1
