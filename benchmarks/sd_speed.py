@@ -42,6 +42,7 @@ from absl import app, flags
 from machine import describe_machine, describe_onednn, print_row_result, run_row_processes, tensorflow_threads
 
 from genlab.runtime import use_inference_only_kernels
+from xray.config import steps_run
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
 flags.DEFINE_list(
@@ -172,7 +173,7 @@ def measure_diffusers(size, precision, steps, threads, strength=None):
         scheduler.set_timesteps(steps)
         timesteps = scheduler.timesteps
         if strength is not None:  # StableDiffusionImg2ImgPipeline's get_timesteps and prepare_latents.
-            timesteps = timesteps[steps - min(int(steps * strength), steps) :]
+            timesteps = timesteps[steps - steps_run(steps, strength) :]
             source = torch.tensor(source_image(size).transpose(0, 3, 1, 2), dtype=dtype)
             encoded = 0.18215 * vae.encode(source).latent_dist.sample()
             latents = scheduler.add_noise(encoded, latents, timesteps[:1])

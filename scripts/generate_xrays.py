@@ -150,7 +150,7 @@ def main():
         class_folders(FLAGS.real, "--real")  # A wrong folder is named now, not after hours of generation.
         check_output_path(judge_dir, "--judge_dir")
     class_prompts = load_prompt_file(FLAGS.prompt_file) if FLAGS.prompt_file else BUILTIN_PROMPTS
-    variations = None
+    variations = sources = None
     if FLAGS.init_images:
         from xray.generation.variations import find_sources, plan_variations
 
@@ -195,7 +195,9 @@ def main():
         image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path, FLAGS.precision, frozen=True)
         image_encoder.compile(jit_compile=FLAGS.jit_compile)
     os.makedirs(out, exist_ok=True)
-    result = generate_dataset(models, class_prompts, config, out, variations=variations, image_encoder=image_encoder)
+    result = generate_dataset(
+        models, class_prompts, config, out, variations=variations, image_encoder=image_encoder, sources=sources
+    )
     print(
         f"Made {result.made} images in {result.seconds:.0f} s ({result.skipped} were already done) in "
         f"{os.path.abspath(out)}."

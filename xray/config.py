@@ -1,7 +1,9 @@
-"""The X-ray lab's settings and choices: plain data, no TensorFlow, so the program can
+"""The X-ray lab's settings and choices, and their cheap checks: no TensorFlow, so the program can
 define its flags from them at once."""
 
 import dataclasses
+
+from genlab.errors import UserError
 
 WEIGHT_SOURCES = ("keras_cv", "local", "diffusers", "random")  # See xray.weights.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -32,6 +34,20 @@ class VariationConfig:
     variations_per_image: int = 1
     images_per_class: int = 0  # Fill each class up to this many, cycling through its images; 0: off.
     masks: str = ""  # Class folders of masks with the images' file names, white where regenerated.
+
+
+def steps_run(steps, strength):
+    """How many of `steps` denoising steps image-to-image runs (diffusers' rule), or a `UserError`
+    for a strength outside (0, 1] or one that runs none."""
+    if not 0.0 < strength <= 1.0:
+        raise UserError(f"--strength={strength:g} is not in (0, 1]; 0.3 keeps the image close, 0.8 varies it freely")
+    run = min(int(steps * strength), steps)
+    if run == 0:
+        raise UserError(
+            f"--strength={strength:g} with --steps={steps} runs no denoising step (int(steps * strength) = 0); "
+            f"raise --strength to at least {1 / steps:.3g} or --steps"
+        )
+    return run
 
 
 # The judge's classifiers (xray.judging.judge): a small CNN trained from scratch, or a frozen

@@ -22,7 +22,7 @@ from PIL import Image, PngImagePlugin
 from genlab.errors import UserError
 from genlab.files import atomic_path, write_csv
 from genlab.plots import save_labelled_grid
-from xray.data.image_folder import read_image, to_grayscale
+from xray.data.image_folder import read_grayscale_images
 
 METADATA_FILE = "metadata.csv"
 GRID_FILE = "sample_grid.png"
@@ -228,4 +228,4 @@ def _source_thumbnail(row):
     path = os.path.join(row["init_images"], row["source"])
     if not os.path.isfile(path):
         return np.zeros((row["height"], row["width"]), dtype=np.uint8)
-    return np.round(to_grayscale(read_image(path, row["height"]))[..., 0] * 255).astype(np.uint8)
+    return np.round(read_grayscale_images([path], row["height"])[0, ..., 0] * 255).astype(np.uint8)

@@ -8,8 +8,9 @@ import keras_cv
 import numpy as np
 import tensorflow as tf
 
+from xray.config import steps_run
 from xray.generation import dataset
-from xray.generation.variations import find_sources, plan_variations, read_sources, steps_run
+from xray.generation.variations import find_sources, plan_variations, read_sources
 from xray.sd.sampler import (
     LATENT_DOWNSCALE,
     Variation,
@@ -52,12 +53,15 @@ def pixel_settings(models, config):
     }
 
 
-def generate_dataset(models, class_prompts, config, output_dir, verbose=True, variations=None, image_encoder=None):
+def generate_dataset(
+    models, class_prompts, config, output_dir, verbose=True, variations=None, image_encoder=None, sources=None
+):
     """Makes this shard's missing images in `output_dir`; a single-shard run then writes the index.
 
     With `variations` (an `xray.config.VariationConfig`) and the VAE's `image_encoder`
     (`xray.weights.load_image_encoder`), the real images of its folder are varied instead, each
     class under its prompt in `class_prompts` (image-to-image, `xray.generation.variations`).
+    `sources`: `find_sources`' answer for that folder, when the caller has it (every file hashed once).
     """
     start = time.perf_counter()
     if variations is None:
@@ -66,7 +70,7 @@ def generate_dataset(models, class_prompts, config, output_dir, verbose=True, va
     else:
         if image_encoder is None:
             raise ValueError("varying real images needs the VAE's image_encoder")
-        sources = find_sources(variations.init_images, variations.masks)
+        sources = sources or find_sources(variations.init_images, variations.masks)
         planned = plan_variations(sources, class_prompts, variations, config)
         steps = steps_run(config.steps, variations.strength)
     jobs = dataset.shard(planned, config.num_shards, config.shard_index)

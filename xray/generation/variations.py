@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from genlab.errors import UserError
 from genlab.files import file_digest
+from xray.config import steps_run
 from xray.data.image_folder import class_folders, read_image
 from xray.generation.dataset import ImageJob, image_seed
 
@@ -48,20 +49,6 @@ class Source:
             "mask": self.mask,
             "mask_sha256": self.mask_sha256,
         }
-
-
-def steps_run(steps, strength):
-    """How many of `steps` denoising steps image-to-image runs (diffusers' rule), or a `UserError`
-    for a strength outside (0, 1] or one that runs none."""
-    if not 0.0 < strength <= 1.0:
-        raise UserError(f"--strength={strength:g} is not in (0, 1]; 0.3 keeps the image close, 0.8 varies it freely")
-    run = min(int(steps * strength), steps)
-    if run == 0:
-        raise UserError(
-            f"--strength={strength:g} with --steps={steps} runs no denoising step (int(steps * strength) = 0); "
-            f"raise --strength to at least {1 / steps:.3g} or --steps"
-        )
-    return run
 
 
 def find_sources(init_images, masks=""):

@@ -22,6 +22,7 @@ from keras_cv.src.models.stable_diffusion.constants import _ALPHAS_CUMPROD
 from genlab.errors import UserError
 from genlab.images import to_uint8
 from genlab.noise import gaussian_noise
+from xray.config import steps_run
 from xray.sd.networks import MAX_PROMPT_TOKENS
 
 END_OF_TEXT = 49407  # CLIP's <|endoftext|>; Stable Diffusion 1.x also pads with it.
@@ -116,8 +117,7 @@ class Variation:
 def variation_timesteps(schedule, num_steps, strength):
     """The timesteps image-to-image visits: the last min(int(num_steps * strength), num_steps) of
     text-to-image's (diffusers' `get_timesteps`)."""
-    run = min(int(num_steps * strength), num_steps)
-    return schedule.timesteps(num_steps)[num_steps - run :]
+    return schedule.timesteps(num_steps)[num_steps - steps_run(num_steps, strength) :]
 
 
 def add_noise(latents, noise, alpha_cumprod):

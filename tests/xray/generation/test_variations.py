@@ -13,12 +13,12 @@ from PIL import Image
 
 from genlab.errors import UserError
 from genlab.files import file_digest, read_csv
-from xray.config import VariationConfig, XrayConfig
+from xray.config import VariationConfig, XrayConfig, steps_run
 from xray.data.image_folder import read_grayscale_images
 from xray.data.prompts import ClassPrompt
 from xray.generation import dataset
 from xray.generation.generate import generate_dataset, start_from_sources
-from xray.generation.variations import find_sources, plan_variations, steps_run
+from xray.generation.variations import find_sources, plan_variations
 from xray.sd.sampler import Variation, add_noise, initial_noise, sample_latents, variation_timesteps
 
 from helpers.image_folders import assert_same_images, folder_pixels, make_shapes_folder
