@@ -4,6 +4,8 @@
 #   make lint       ruff's lint and format check (ruff.toml); `make format` rewrites the tree as ruff formats it
 #   make test-fast  the edit loop: everything but the tests marked slow (training, real Stable Diffusion
 #                   networks, the bridge's parity, the notebook, several processes)
+#   make test-colab the fast tests and one short run of each program on Colab's TensorFlow and Keras,
+#                   in a second environment (.venv-colab) without the parity peers
 # Offline machines: MNIST_NPZ=/path/to/mnist.npz make run
 
 PYTHON ?= python3
@@ -16,7 +18,7 @@ PYTEST_ARGS ?=
 FAST_WORKERS ?= -n 2 --dist loadscope
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test test-fast lint format benchmark clean
+.PHONY: run test test-colab test-fast lint format benchmark clean
 
 $(BIN)/activate: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +35,23 @@ run: $(BIN)/activate
 	$(BIN)/genlab-mnist-lab --output_dir=runs/lab
 
 test: $(VENV)/.test-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not programs" $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.test-deps
 	$(BIN)/python -m pytest -m "not slow" $(FAST_WORKERS) $(PYTEST_ARGS)
+
+# Colab's GPU runtimes ship this pair, the oldest setup.py allows; pip keeps it when Colab users install the project.
+COLAB_VENV ?= .venv-colab
+COLAB_PAIR = tensorflow==2.19.0 keras==3.10.0
+
+$(COLAB_VENV)/.deps: setup.py
+	$(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/pip install --quiet --upgrade pip
+	$(COLAB_VENV)/bin/pip install --quiet $(COLAB_PAIR) -e . pytest pytest-xdist
+	touch $@
+
+test-colab: $(COLAB_VENV)/.deps
+	$(COLAB_VENV)/bin/python -m pytest -m "not slow or programs" $(FAST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
@@ -50,4 +65,4 @@ benchmark: $(BIN)/activate
 	$(BIN)/python benchmarks/gan_throughput.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(COLAB_VENV) runs .pytest_cache

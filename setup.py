@@ -12,10 +12,15 @@ setup(
     # The reference judge every MNIST metric is measured with (lenet/reference.py).
     package_data={"lenet": ["reference_judge_*.npz", "reference_judge_*.json"]},
     install_requires=[
-        # Verified together: keras-cv 0.9.0 runs on Keras 3.15 / TensorFlow 2.21.
-        "tensorflow>=2.16,<2.22",
-        "keras>=3.3,<3.16",
+        # Tested pairs with keras-cv 0.9.0: TensorFlow 2.21 / Keras 3.15 (make test) and Colab's
+        # TensorFlow 2.19 / Keras 3.10 (make test-colab).
+        "tensorflow>=2.19,<2.22",
+        "keras>=3.10,<3.16",
         "keras-cv==0.9.0",
+        # KerasCV imports tensorflow_datasets, which imports this. 1.17's protobuf code (from protobuf
+        # 4.25) loads under TensorFlow 2.19's protobuf 5 and 2.21's protobuf 7 alike; 1.21's needs
+        # protobuf 6 or later, so under TensorFlow 2.19 every program printed its import's traceback.
+        "tensorflow-metadata<1.18",
         "numpy",
         "scipy",  # FID's matrix square root (scipy.linalg.sqrtm).
         "matplotlib",

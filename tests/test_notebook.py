@@ -11,13 +11,11 @@ import json
 import os
 import zipfile
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from genlab.files import read_csv
 
-from helpers.checks import REPO
+from helpers.checks import REPO, import_peer
 from helpers.image_folders import write_medmnist_fixture
 
 NOTEBOOK = os.path.join(REPO, "notebooks", "labs.ipynb")
@@ -40,6 +38,7 @@ JUDGE_EPOCHS = 1
 
 @pytest.mark.slow
 def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_path):
+    nbformat, nbclient = import_peer("nbformat"), import_peer("nbclient")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     parameters = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
     assert len(parameters) == 1, "the notebook needs exactly one cell tagged 'parameters'"
@@ -51,7 +50,7 @@ def test_notebook_runs_both_labs(tmp_path, monkeypatch, mnist_path, clip_bpe_pat
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
 
     # Raises CellExecutionError, naming the cell, if any cell fails.
-    NotebookClient(
+    nbclient.NotebookClient(
         notebook, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
 

@@ -18,7 +18,7 @@ def skip_or_fail(reason):
 
 
 def import_peer(name):
-    """A parity peer (torch, diffusers, transformers): imported, else skipped, or failed in CI."""
+    """A test-only dependency (the parity peers, the notebook's runner): imported, else skipped, or failed in CI."""
     try:
         return __import__(name)
     except ImportError:

@@ -48,3 +48,10 @@ def kill_when(process, ready, timeout):
     process.send_signal(signal.SIGKILL)
     process.wait()
     return ready()
+
+
+def run_cleanly(module, *args):
+    """Runs `module` to the end and checks it exits 0 without a traceback; returns the CompletedProcess."""
+    result = run_program(module, args)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result

@@ -160,7 +160,8 @@ def test_large_geglu_projections_are_computed_again_in_the_backward_pass(monkeyp
             return tape.gradient(loss, x)
 
         _, optimized = optimized_graph(step, spec)
-        return sum(node.op in ("MatMul", "_MklMatMul") for node in optimized.node)
+        # MatMul, or BatchMatMulV2 where Keras multiplies a 3-D input without flattening it (3.10).
+        return sum("MatMul" in node.op for node in optimized.node)
 
     assert products(0) == products(2**30) + 1 > 1
 
