@@ -18,6 +18,10 @@ the U-Net's forward and backward pass and the update.
   (`genlab.runtime.use_onednn_kernels`, `keep_torch_out`, `limit_malloc_arenas`).
 - project_tf_kernels: the same with the kernels TensorFlow chooses by itself (oneDNN only on
   CPUs with AVX-512 VNNI/BF16 or AMX; `--nocpu_onednn`).
+- project_ema: the project with `--ema_decay=0.999` as well; project_plain: with the recipe's
+  options off (`--snr_gamma=0 --noise_offset=0 --max_grad_norm=0`). Min-SNR weights and offset
+  noise come with the batch, so what their rows time is the weighting, the clipping and the
+  average; the ratios to project_plain are printed last.
 - diffusers: `UNet2DConditionModel` with SD 1.x's config, `add_adapter(LoraConfig(...))` as
   diffusers' `train_text_to_image_lora.py` does: base frozen and, for bfloat16, cast to bfloat16
   (its "all non-trainable weights to half-precision"), run under `torch.autocast(bfloat16)` as
@@ -50,12 +54,23 @@ from genlab.runtime import keep_torch_out, limit_malloc_arenas, use_onednn_kerne
 
 flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 128).")
 flags.DEFINE_list("precisions", ["float32"], "float32 and/or bfloat16.")
-flags.DEFINE_list("modes", ["project", "diffusers"], "Which trainers to time: project, project_tf_kernels, diffusers.")
+flags.DEFINE_list(
+    "modes",
+    ["project", "diffusers"],
+    "Which trainers to time: project, project_tf_kernels, project_ema, project_plain, diffusers.",
+)
 flags.DEFINE_integer("steps", 3, "Timed training steps per row.", lower_bound=1)
 flags.DEFINE_integer("rank", 4, "LoRA rank.")
 flags.DEFINE_bool("profile", False, "Also profile one step per row and print its op types with the most time.")
 flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
 FLAGS = flags.FLAGS
+# The FinetuneConfig settings each project row trains with, beyond genlab-xray-finetune's defaults.
+RECIPES = {
+    "project": {},
+    "project_tf_kernels": {},
+    "project_ema": {"ema_decay": 0.999},
+    "project_plain": {"snr_gamma": 0.0, "noise_offset": 0.0, "max_grad_norm": 0.0},
+}
 
 
 TOP_OPS = 12
@@ -141,7 +156,7 @@ def print_profile(result):
             print(f"  {value:7.1f} MiB  {what}")
 
 
-def project_row(size, precision, steps, rank, onednn=True, profile=False):
+def project_row(size, precision, steps, rank, onednn=True, profile=False, settings=None):
     if not keep_torch_out() or not limit_malloc_arenas() or (onednn and not use_onednn_kernels()):
         raise RuntimeError("KerasCV or TensorFlow loaded before the row could set up its process as the program does")
     import keras
@@ -163,7 +178,7 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
     add_adapters("diffusion_model", unet, rank, ("attention",))
     use_training_kernels(unet)  # As fine-tuning runs it.
     model = DiffusionFineTuner(unet)
-    model.compile(optimizer=training_optimizer(FinetuneConfig()))
+    model.compile(optimizer=training_optimizer(FinetuneConfig(**(settings or {}))))
     rng = np.random.default_rng(0)
     side = size // 8
     batch = {
@@ -172,6 +187,7 @@ def project_row(size, precision, steps, rank, onednn=True, profile=False):
         "noise_level": np.float32([0.7]),
         "timestep_embedding": timestep_embedding(500, 1),
         "noise": rng.standard_normal((1, side, side, 4), dtype=np.float32),
+        "loss_weight": np.float32([1.0]),
         "context": rng.standard_normal((1, 77, 768), dtype=np.float32),
     }
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
@@ -248,7 +264,9 @@ def run_row(row):
     if row["mode"] == "diffusers":
         (times, ops), memory = diffusers_row(*args, row["threads"], profile=row["profile"]), {}
     else:
-        times, ops, memory = project_row(*args, onednn=row["mode"] == "project", profile=row["profile"])
+        times, ops, memory = project_row(
+            *args, onednn=row["mode"] != "project_tf_kernels", profile=row["profile"], settings=RECIPES[row["mode"]]
+        )
     profile = {"op_seconds": sum(ops.values()), "top_ops": ops.most_common(TOP_OPS)} if ops else {}
     print_row_result(row, seconds_per_step=statistics.median(times), **profile, **memory)
 
@@ -291,6 +309,11 @@ def main(argv):
                     f"{ours['seconds_per_step'] / theirs['seconds_per_step']:.2f}x "
                     f"time per step, {ours['peak_gib'] / theirs['peak_gib']:.2f}x peak memory"
                 )
+            plain = results.get((size, precision, "project_plain"))
+            for mode in ("project", "project_ema"):
+                if plain and (size, precision, mode) in results:
+                    ratio = results[(size, precision, mode)]["seconds_per_step"] / plain["seconds_per_step"]
+                    print(f"{size} px {precision}: {mode} / project_plain = {ratio:.3f}x time per step")
 
 
 if __name__ == "__main__":

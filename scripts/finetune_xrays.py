@@ -80,6 +80,68 @@ flags.DEFINE_float(
     lower_bound=0.0,
     upper_bound=1.0,
 )
+flags.DEFINE_float(
+    "snr_gamma",
+    _DEFAULTS.snr_gamma,
+    "Min-SNR loss weighting (diffusers' recommended 5): each example's error times min(SNR, gamma) / SNR, so the "
+    "nearly clean timesteps do not dominate and training converges in fewer updates. 0 weighs every timestep alike.",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "noise_offset",
+    _DEFAULTS.noise_offset,
+    "Offset noise: a constant per image and latent channel added to the training noise, so the model learns to "
+    "shift a whole image's brightness (black backgrounds, white bone). 0.05-0.1 for radiographs; 0 for none.",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "max_grad_norm",
+    _DEFAULTS.max_grad_norm,
+    "Clip the update's gradients to this global norm, against a rare large batch undoing training; history.csv "
+    "has each batch's norm before clipping. 0 for no clipping.",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "ema_decay",
+    _DEFAULTS.ema_decay,
+    "Keep an exponential moving average of the trained weights with this decay (0.999 for runs of thousands of "
+    "updates; a short run's average lags its weights): saved as lora_ema.safetensors beside lora.safetensors, used "
+    "for the sample rows, and what --merge writes. 0 for none.",
+    lower_bound=0.0,
+    upper_bound=0.99999,
+)
+flags.DEFINE_float(
+    "random_crop",
+    _DEFAULTS.random_crop,
+    "Augmentation: crop each training image at random to this share of its side or more, then scale it back "
+    "(0.85 for a few hundred images); 1 keeps the whole image. Any augmentation encodes each batch with the VAE "
+    "(no latent cache): slower steps.",
+    lower_bound=0.1,
+    upper_bound=1.0,
+)
+flags.DEFINE_float(
+    "random_rotation",
+    _DEFAULTS.random_rotation,
+    "Augmentation: rotate each training image by up to this many degrees either way, as positioning varies "
+    "(5 is typical); 0 for none.",
+    lower_bound=0.0,
+    upper_bound=45.0,
+)
+flags.DEFINE_float(
+    "brightness_contrast",
+    _DEFAULTS.brightness_contrast,
+    "Augmentation: contrast times 1 +- this and brightness +- this share of the range, as exposures vary "
+    "(0.1 is typical); 0 for none.",
+    lower_bound=0.0,
+    upper_bound=0.5,
+)
+flags.DEFINE_bool(
+    "random_flip",
+    _DEFAULTS.random_flip,
+    "Augmentation: flip half the training images left to right. Off: radiographs have a side (the heart is on the "
+    "left of a chest film), and a flipped one shows another, rare anatomy (situs inversus). Turn on only for views "
+    "without one.",
+)
 flags.DEFINE_bool("cache_latents", _DEFAULTS.cache_latents, "Encode each image with the VAE once, not at every step.")
 flags.DEFINE_integer(
     "checkpoint_every", _DEFAULTS.checkpoint_every, "Updates between resume points, weight files and curve updates."
@@ -96,6 +158,12 @@ flags.DEFINE_integer(
     _DEFAULTS.sample_every,
     "Updates between sample rows (fixed prompts and seeds); 0 for none.",
     lower_bound=0,
+)
+flags.DEFINE_string(
+    "validation_prompts",
+    "",
+    "The sample rows' prompts and seeds: a JSON or YAML list of prompts or {prompt, seed} entries (default: the "
+    "first caption of each class, seeds from --seed).",
 )
 flags.DEFINE_integer("sample_steps", _DEFAULTS.sample_steps, "DDIM steps of each sample image.")
 flags.DEFINE_bool(
@@ -144,9 +212,10 @@ def main():
     limit_malloc_arenas()
     if FLAGS.cpu_onednn:
         use_onednn_kernels()
-    from xray.data.prompts import load_prompt_file
+    from xray.data.prompts import load_prompt_file, load_validation_prompts
 
     prompts = {p.class_name: p.prompt for p in load_prompt_file(FLAGS.prompt_file)} if FLAGS.prompt_file else None
+    validation = load_validation_prompts(FLAGS.validation_prompts, FLAGS.seed) if FLAGS.validation_prompts else None
     from xray.training.examples import read_training_images, training_examples
 
     examples = training_examples(FLAGS.data_dir, FLAGS.caption_template, prompts)
@@ -164,6 +233,14 @@ def main():
         batch_size=FLAGS.batch_size,
         gradient_accumulation=FLAGS.gradient_accumulation,
         caption_dropout=FLAGS.caption_dropout,
+        snr_gamma=FLAGS.snr_gamma,
+        noise_offset=FLAGS.noise_offset,
+        max_grad_norm=FLAGS.max_grad_norm,
+        ema_decay=FLAGS.ema_decay,
+        random_crop=FLAGS.random_crop,
+        random_rotation=FLAGS.random_rotation,
+        brightness_contrast=FLAGS.brightness_contrast,
+        random_flip=FLAGS.random_flip,
         cache_latents=FLAGS.cache_latents,
         checkpoint_every=FLAGS.checkpoint_every,
         checkpoints_total_limit=FLAGS.checkpoints_total_limit,
@@ -190,12 +267,19 @@ def main():
             FLAGS.weights_path,
             FLAGS.tokenizer_path,
             precision=FLAGS.precision,
-            check_texts=sorted({e.caption for e in examples}),
+            check_texts=sorted({e.caption for e in examples} | {prompt for prompt, _ in validation or []}),
             frozen=frozen,
         )
         image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path, FLAGS.precision, frozen=frozen)
         result = finetune(
-            models, image_encoder, examples, FLAGS.output_dir, config, init_lora=FLAGS.init_lora, images=images
+            models,
+            image_encoder,
+            examples,
+            FLAGS.output_dir,
+            config,
+            init_lora=FLAGS.init_lora,
+            images=images,
+            validation=validation,
         )
     print(
         f"{result.steps} updates done ({result.seconds:.0f} s this run). Loss on the fixed probe batches: "

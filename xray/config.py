@@ -90,6 +90,23 @@ class FinetuneConfig:
     batch_size: int = 1
     gradient_accumulation: int = 1  # Batches summed per update: a larger batch in the same memory.
     caption_dropout: float = 0.1  # Share of captions replaced by "", so guidance keeps working.
+    # Min-SNR loss weighting (Hang et al. 2023): each example's error times min(SNR, gamma) / SNR, so the
+    # nearly clean timesteps, easy and many, do not dominate the gradient; 0 weighs all alike.
+    snr_gamma: float = 5.0
+    # Offset noise: a constant per image and latent channel added to the training noise, this many
+    # standard deviations. Zero-mean noise never moves a whole image's brightness, so the model never
+    # learns to make the near-black backgrounds and near-white bone of radiographs.
+    noise_offset: float = 0.05
+    max_grad_norm: float = 1.0  # Gradients clipped to this global norm (after accumulation); 0 for none.
+    # Decay of an exponential moving average of the trained weights, saved beside them and drawn
+    # with in the sample rows; 0 for none. Off by default: a short run's average lags its weights.
+    ema_decay: float = 0.0
+    # Augmentation of the training images (xray.training.augment), each off by default: it needs the
+    # VAE in every step, for the augmented images' latents, so it turns the latent cache off.
+    random_crop: float = 1.0  # Smallest share of the side a random crop keeps; 1: the whole (centre-cropped) image.
+    random_rotation: float = 0.0  # Degrees either way.
+    brightness_contrast: float = 0.0  # Contrast times 1 +- this, brightness +- this.
+    random_flip: bool = False  # Left-right: off, as a flipped radiograph shows another anatomy.
     cache_latents: bool = True  # Encode each image once, not at every step.
     checkpoint_every: int = 100  # Updates between checkpoints (resume points) and loss-curve updates.
     checkpoints_total_limit: int = 1  # Resume points kept, the newest; older ones are deleted.

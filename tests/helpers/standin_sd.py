@@ -76,7 +76,9 @@ def standin_models(tokenizer, image_size=128, seed=0):
     )
 
 
-# Whole-U-Net fine-tuning of the stand-ins (LoRA needs KerasCV's own layers): the resume test's run.
+# Whole-U-Net fine-tuning of the stand-ins (LoRA needs KerasCV's own layers): the resume test's run,
+# every option of the recipe on (min-SNR, offset noise and clipping by default; augmentation encodes
+# each batch with the stand-in VAE).
 FINETUNE_KILL_CONFIG = FinetuneConfig(
     image_size=128,
     full_unet=True,
@@ -86,6 +88,11 @@ FINETUNE_KILL_CONFIG = FinetuneConfig(
     warmup_steps=5,
     learning_rate=1e-2,
     batch_size=2,
+    ema_decay=0.9,
+    random_crop=0.8,
+    random_rotation=5,
+    brightness_contrast=0.1,
+    random_flip=True,
 )
 KILL_TEST_PROMPTS = [
     ClassPrompt("chest", "Frontal chest X-ray"),

@@ -31,7 +31,12 @@ def test_public_set_finetune_vary_judge_and_export(tmp_path, clip_bpe_path):
         "--max_steps=2",
         "--checkpoint_every=2",
         "--sample_every=0",
+        "--ema_decay=0.9",
+        "--random_crop=0.9",
+        "--random_rotation=5",
+        "--brightness_contrast=0.1",
     )
+    assert (lora / "lora_ema.safetensors").is_file()
     synthetic = tmp_path / "synthetic"
     run_cleanly(
         "scripts.generate_xrays",

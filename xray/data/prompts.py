@@ -80,6 +80,32 @@ def load_prompt_file(path):
     return prompts
 
 
+def load_validation_prompts(path, first_seed):
+    """[(prompt, seed)] from a JSON or YAML list whose entries are prompts or {prompt, seed}; an
+    entry without a seed takes `first_seed` plus its place in the list. One-line `UserError`s."""
+    if not os.path.isfile(path):
+        raise UserError(f"--validation_prompts={path} does not exist; pass a JSON or YAML list of prompts")
+    with open(path, encoding="utf-8") as f:
+        entries = _parse(path, f.read())
+    if not isinstance(entries, list) or not entries:
+        raise UserError(
+            f"--validation_prompts={path} must hold a non-empty list of prompts or {{prompt, seed}} entries"
+        )
+    pairs = []
+    for number, entry in enumerate(entries, start=1):
+        entry = {"prompt": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or set(entry) - {"prompt", "seed"} or not str(entry.get("prompt", "")).strip():
+            raise UserError(
+                f"--validation_prompts={path}, entry {number}: expected a prompt, or a mapping with 'prompt' and "
+                "an optional 'seed'"
+            )
+        seed = entry.get("seed", first_seed + number - 1)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise UserError(f"--validation_prompts={path}, entry {number}: 'seed' must be a whole number, 0 or more")
+        pairs.append((str(entry["prompt"]).strip(), seed))
+    return pairs
+
+
 def _parse(path, text):
     if path.lower().endswith(".json"):
         try:

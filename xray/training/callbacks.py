@@ -26,12 +26,18 @@ class Checkpoint(keras.callbacks.Callback):
         super().__init__()
         self.out_dir, self.every, self.save_weights, self.probe = out_dir, every, save_weights, probe
         self.keep = keep  # Resume points kept, the newest.
-        self.history = history  # Rows of {step, loss} per batch, kept across resumes.
+        self.history = history  # Rows of {step, loss, gradient_norm} per batch, kept across resumes.
         self.probe_history = probe_history  # Rows of {step, probe_loss} per checkpoint.
         self.stopped_on_nan = False
 
     def on_train_batch_end(self, batch, logs=None):
-        self.history.append({"step": len(self.history) + 1, "loss": float(logs["step_loss"])})
+        self.history.append(
+            {
+                "step": len(self.history) + 1,
+                "loss": float(logs["step_loss"]),
+                "gradient_norm": float(logs["gradient_norm"]),
+            }
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         steps = (epoch + 1) * self.every
@@ -49,18 +55,19 @@ class Checkpoint(keras.callbacks.Callback):
 
 
 class SampleRow(keras.callbacks.Callback):
-    """Every `every` batches, one image per fixed prompt and seed, so the adaptation shows."""
+    """Every `every` batches, one image per fixed prompt and seed, so the adaptation shows; drawn
+    with the weights' moving average when training keeps one."""
 
-    def __init__(self, models, prompts, out_dir, every, checkpoint_every, sample_steps, seed):
+    def __init__(self, models, prompts, seeds, out_dir, every, checkpoint_every, sample_steps):
         super().__init__()
-        self.models, self.prompts, self.every, self.checkpoint_every = models, prompts, every, checkpoint_every
-        self.sample_steps, self.seed = sample_steps, seed
+        self.models, self.prompts, self.seeds = models, prompts, seeds
+        self.every, self.checkpoint_every, self.sample_steps = every, checkpoint_every, sample_steps
         self.samples_dir = os.path.join(out_dir, "samples")
         self.progress_path = os.path.join(out_dir, "samples_progress.png")
 
     def draw(self, steps):
         models = self.models
-        noise = np.stack([initial_noise(self.seed + i, models.image_size) for i in range(len(self.prompts))])
+        noise = np.stack([initial_noise(seed, models.image_size) for seed in self.seeds])
         contexts = encode_texts(models, [*self.prompts, ""])
         unconditional = np.repeat(contexts[-1:], len(self.prompts), axis=0)
         latents = sample_latents(models, noise, contexts[:-1], unconditional, self.sample_steps, guidance_scale=7.5)
@@ -83,12 +90,19 @@ class SampleRow(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         steps = (epoch + 1) * self.checkpoint_every
         if self.every and steps % self.every == 0 and not self.model.stop_training:
-            self.draw(steps)
+            with self.model.averaged_weights():
+                self.draw(steps)
 
 
 def write_losses(out_dir, history, probe_history):
     """history.csv, probe_loss.csv and loss_curve.png (both on one plot)."""
-    write_csv(os.path.join(out_dir, "history.csv"), [{"step": r["step"], "loss": f"{r['loss']:.6f}"} for r in history])
+    write_csv(
+        os.path.join(out_dir, "history.csv"),
+        [
+            {"step": r["step"], "loss": f"{r['loss']:.6f}", "gradient_norm": f"{r['gradient_norm']:.6g}"}
+            for r in history
+        ],
+    )
     write_csv(
         os.path.join(out_dir, "probe_loss.csv"),
         [{"step": r["step"], "probe_loss": f"{r['probe_loss']:.6f}"} for r in probe_history],

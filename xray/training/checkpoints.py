@@ -50,6 +50,11 @@ def restore_checkpoint(path, model):
                 f"{path} was written by a run that trained other weights; use a new --output_dir, "
                 "or the flags that run used"
             )
+        if sum(k.startswith("optimizer_") for k in saved.files) != len(optimizer_variables):
+            raise UserError(
+                f"{path} was written by a run with another optimizer state (--ema_decay, --gradient_accumulation); "
+                "use a new --output_dir, or the flags that run used"
+            )
         for i, variable in enumerate(variables):
             variable.assign(saved[f"trainable_{i}"])
         for i, variable in enumerate(optimizer_variables):

@@ -10,7 +10,8 @@ function of the seed and the update's number, drawn by NumPy in the input pipeli
 run resumed from a checkpoint makes exactly the updates an uninterrupted run makes, and
 `train_step` holds no random state.
 
-The pieces, one module each: `examples` (images and captions), `plan` (the random draws),
+The pieces, one module each: `examples` (images and captions), `augment` (crops, rotations,
+brightness and contrast), `plan` (the random draws),
 `trainer` (the Keras model and optimizer), `kernels` (the layers as computed in training),
 `callbacks` and `checkpoints`; this module puts them together.
 
@@ -18,8 +19,9 @@ The pieces, one module each: `examples` (images and captions), `plan` (the rando
 
     lora.safetensors        the adapters, in diffusers' PEFT layout (xray.formats.lora_file); when the
                             whole U-Net trains, unet.weights.h5 instead
+    lora_ema.safetensors    with `ema_decay`, the adapters' moving average (unet_ema.weights.h5)
     config.json             what was trained, on what, from which weights
-    history.csv             the loss of every batch
+    history.csv             the loss of every batch (min-SNR weighted, as trained) and its gradients' norm
     probe_loss.csv          the loss on fixed probe batches at every checkpoint (from update 0)
     loss_curve.png, tensorboard/
     samples/step_NNNNNN.png one image per fixed prompt and seed (a strip), from step 0 (before training)
@@ -49,6 +51,7 @@ from xray.formats.keras_cv_files import (
 )
 from xray.sd.sampler import encode_texts, tokenize
 from xray.training.adapters import add_adapters, load_adapters_into, merged_values, save_adapters
+from xray.training.augment import Augmentation
 from xray.training.callbacks import Checkpoint, SampleRow
 from xray.training.checkpoints import latest_checkpoint, restore_checkpoint
 from xray.training.examples import read_training_images, to_model_range
@@ -58,6 +61,7 @@ from xray.training.trainer import DiffusionFineTuner, training_optimizer
 
 ADAPTERS_FILE = "lora.safetensors"
 FULL_UNET_FILE = "unet.weights.h5"
+AVERAGED_FILES = {ADAPTERS_FILE: "lora_ema.safetensors", FULL_UNET_FILE: "unet_ema.weights.h5"}
 SAMPLE_PROMPTS = 4  # Prompts in each sample row (the first caption of each of the first classes).
 
 
@@ -68,12 +72,16 @@ class FinetuneResult:
     first_probe_loss: float  # The loss on the fixed probe batches before training (update 0).
     last_probe_loss: float  # ... and after the last update.
     weights_file: str  # The adapters (or the whole U-Net's weights).
-    adapters: dict  # {module: Dense layer} with the trained adapters enabled; empty when the whole U-Net trained.
+    # {module: Dense layer} with the trained adapters enabled (their moving average, with ema_decay); empty when
+    # the whole U-Net trained.
+    adapters: dict
 
 
-def sample_prompts(examples):
-    """The fixed prompts of the sample rows: the first caption of each class, in order."""
-    return list(dict.fromkeys(example.caption for example in examples))[:SAMPLE_PROMPTS]
+def sample_prompts(examples, seed):
+    """The fixed prompts and seeds of the sample rows: the first caption of each class, in order, and
+    the seeds that follow the run's."""
+    prompts = list(dict.fromkeys(example.caption for example in examples))[:SAMPLE_PROMPTS]
+    return [(prompt, seed + i) for i, prompt in enumerate(prompts)]
 
 
 def check_schedule(config):
@@ -89,8 +97,9 @@ def check_schedule(config):
 
 
 def training_inputs(images, image_encoder, config):
-    """(x, the encoder to run in each step): latents encoded once, or images and the frozen encoder."""
-    if config.cache_latents:
+    """(x, the encoder to run in each step): latents encoded once, or images and the frozen encoder
+    (always with augmentation: each batch's augmented images need their own latents)."""
+    if config.cache_latents and not Augmentation.of(config).on:
         latents = [
             np.asarray(image_encoder.predict_on_batch(to_model_range(images[i : i + 4])), dtype=np.float32)
             for i in range(0, len(images), 4)
@@ -138,11 +147,14 @@ def trained_parts(config):
     return parts
 
 
-def finetune(models, image_encoder, examples, out_dir, config=None, init_lora="", images=None, verbose=1):
+def finetune(
+    models, image_encoder, examples, out_dir, config=None, init_lora="", images=None, validation=None, verbose=1
+):
     """Fine-tunes `models` (xray.weights.StableDiffusionModels) on `examples`; see the module docstring.
 
     `images` are the examples' pixels from `read_training_images`, when the caller has read
-    them already (to check every file before building any network).
+    them already (to check every file before building any network). `validation`, [(prompt,
+    seed)], replaces the sample rows' prompts (by default the first caption of each class).
 
     Build the models (and compile nothing else) inside a `tf.distribute` strategy's scope to
     train under it. Run the same call again after an interruption: it resumes.
@@ -163,7 +175,8 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
         contexts, tokens = encode_texts(models, captions), None
     else:
         contexts, tokens = None, np.array([tokenize(models.tokenizer, caption) for caption in captions], dtype=np.int32)
-    plan = UpdatePlan(x, caption_ids, captions, models.schedule, config, contexts, tokens)
+    augmentation = Augmentation.of(config) if encoder_in_step is not None else None
+    plan = UpdatePlan(x, caption_ids, captions, models.schedule, config, contexts, tokens, augmentation)
 
     batches_per_update = config.gradient_accumulation
     optimizer = training_optimizer(config)
@@ -192,7 +205,8 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
                 f"Resuming from {checkpoint}: {batches_done // batches_per_update} of {config.max_steps} updates done"
             )
     history = [
-        {"step": int(r["step"]), "loss": float(r["loss"])} for r in read_csv(os.path.join(out_dir, "history.csv"))
+        {"step": int(r["step"]), "loss": float(r["loss"]), "gradient_norm": float(r["gradient_norm"])}
+        for r in read_csv(os.path.join(out_dir, "history.csv"))
     ]
     history = history[:batches_done]
     probe_history = [
@@ -208,12 +222,18 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
     if batches_done == 0:
         probe_history = [{"step": 0, "probe_loss": probe()}]
 
-    def save_weights():
+    def save(path):
         if config.full_unet:
-            with atomic_path(weights_path) as tmp:
+            with atomic_path(path) as tmp:
                 models.diffusion_model.save_weights(tmp)
         else:
-            save_adapters(weights_path, adapters, dict(record, steps=len(history) // batches_per_update))
+            save_adapters(path, adapters, dict(record, steps=len(history) // batches_per_update))
+
+    def save_weights():
+        save(weights_path)
+        if config.ema_decay:
+            with model.averaged_weights():
+                save(os.path.join(out_dir, AVERAGED_FILES[os.path.basename(weights_path)]))
 
     every = config.checkpoint_every * batches_per_update
     total = config.max_steps * batches_per_update
@@ -222,14 +242,15 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
     )
     callbacks = [checkpointer, keras.callbacks.TensorBoard(os.path.join(out_dir, "tensorboard"), update_freq="epoch")]
     if config.sample_every:
+        prompts, seeds = zip(*(validation or sample_prompts(examples, config.seed)))
         sampler = SampleRow(
             models,
-            sample_prompts(examples),
+            list(prompts),
+            list(seeds),
             out_dir,
             config.sample_every * batches_per_update,
             every,
             config.sample_steps,
-            config.seed,
         )
         if batches_done == 0:
             sampler.draw(0)
@@ -245,6 +266,8 @@ def finetune(models, image_encoder, examples, out_dir, config=None, init_lora=""
             shuffle=False,
             verbose=verbose,
         )
+    else:  # As fit ends: with a moving average, the networks hold it from here (what --merge writes).
+        model.optimizer.finalize_variable_values(model.trainable_variables)
     seconds = time.perf_counter() - start
     if checkpointer.stopped_on_nan:
         good, _ = latest_checkpoint(os.path.join(out_dir, "checkpoints"))

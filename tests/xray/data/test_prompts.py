@@ -1,11 +1,12 @@
-"""Built-in prompts, safe class names and prompt-file errors."""
+"""Built-in prompts, safe class names, prompt-file errors, and fine-tuning's validation prompts."""
 
 import json
+import re
 
 import pytest
 
 from genlab.errors import UserError
-from xray.data.prompts import BUILTIN_PROMPTS, ClassPrompt, load_prompt_file, safe_class_name
+from xray.data.prompts import BUILTIN_PROMPTS, ClassPrompt, load_prompt_file, load_validation_prompts, safe_class_name
 
 
 def test_builtin_prompts_cover_chest_and_bone_with_safe_unique_names():
@@ -96,3 +97,31 @@ def test_a_caption_template_without_its_one_placeholder_is_refused(template):
 
     with pytest.raises(UserError, match="--caption_template=.* needs {class_name} once"):
         prompts_for_classes(["knee"], template)
+
+
+def test_validation_prompts_take_their_seeds_or_follow_the_first(tmp_path):
+    path = tmp_path / "validation.yaml"
+    path.write_text("- Chest X-ray, PA view\n- prompt: Knee X-ray\n  seed: 42\n- prompt: Hand X-ray\n")
+    assert load_validation_prompts(str(path), 7) == [("Chest X-ray, PA view", 7), ("Knee X-ray", 42), ("Hand X-ray", 9)]
+    path = tmp_path / "validation.json"
+    path.write_text('["Chest X-ray", {"prompt": "Knee X-ray", "seed": 0}]')
+    assert load_validation_prompts(str(path), 3) == [("Chest X-ray", 3), ("Knee X-ray", 0)]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[]", "must hold a non-empty list"),
+        ("- prompt: Knee\n  seed: -1\n", "entry 1: 'seed' must be a whole number"),
+        ("- Chest\n- prompt: Knee\n  seed: 1.5\n", "entry 2: 'seed' must be a whole number"),
+        ("- class: knee\n  prompt: Knee\n", "entry 1: expected a prompt, or a mapping with 'prompt'"),
+        ("- prompt: '  '\n", "entry 1: expected a prompt"),
+    ],
+)
+def test_bad_validation_prompts_are_named(tmp_path, text, message):
+    path = tmp_path / "validation.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_validation_prompts(str(path), 0)
+    with pytest.raises(UserError, match="does not exist"):
+        load_validation_prompts(str(tmp_path / "missing.yaml"), 0)

@@ -44,3 +44,12 @@ def test_a_resume_point_of_other_weights_is_refused(tmp_path):
     other.optimizer.build(other.trainable_variables)
     with pytest.raises(UserError, match="trained other weights; use a new --output_dir"):
         restore_checkpoint(latest_checkpoint(str(tmp_path))[1], other)
+
+
+def test_a_resume_point_of_another_optimizer_state_is_refused(tmp_path):
+    save_checkpoint(str(tmp_path), trained_model(), 7)
+    averaging = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    averaging.compile(optimizer=keras.optimizers.Adam(0.1, use_ema=True), loss="mse")  # --ema_decay added.
+    averaging.optimizer.build(averaging.trainable_variables)
+    with pytest.raises(UserError, match=r"another optimizer state \(--ema_decay, --gradient_accumulation\)"):
+        restore_checkpoint(latest_checkpoint(str(tmp_path))[1], averaging)

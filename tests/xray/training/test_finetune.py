@@ -144,7 +144,8 @@ def test_fit_and_evaluate_end_where_a_dataset_of_unknown_length_does():
     assert steps == [0, 1, 2, 3, 4] * 2 and len(history.history["loss"]) == 2
     assert int(model.optimizer.iterations) == 10  # Not advanced by the read past the end.
     losses = [
-        model.noise_loss(tf.nest.map_structure(tf.constant, plan.batch(number)), training=False) for number in range(5)
+        np.mean(model.noise_errors(tf.nest.map_structure(tf.constant, plan.batch(number)), training=False))
+        for number in range(5)
     ]
     expected = float(np.mean(losses))
     # Five batches, not six.
@@ -182,7 +183,8 @@ def test_training_lowers_the_loss_and_writes_its_outputs(tmp_path, shapes, clip_
     ]
     assert sorted(os.listdir(tmp_path / "run" / "samples")) == ["step_000000.png", "step_000010.png", "step_000020.png"]
     assert [int(r["step"]) for r in read_csv(tmp_path / "run" / "probe_loss.csv")] == [0, 5, 10, 15, 20]
-    assert len(read_csv(tmp_path / "run" / "history.csv")) == 20
+    history = read_csv(tmp_path / "run" / "history.csv")
+    assert len(history) == 20 and all(0 < float(r["gradient_norm"]) < np.inf for r in history)
 
     # --merge with the whole U-Net trained: its file holds the trained weights, not the start's.
     assert result.adapters == {}
@@ -217,12 +219,26 @@ def test_finetune_in_a_mirrored_strategys_scope_trains_as_without(tmp_path, shap
 
 
 @TRAINS
-def test_gradient_accumulation_counts_updates_not_batches(tmp_path, shapes, clip_tokenizer):
-    config = FinetuneConfig(**{**SMALL.__dict__, "max_steps": 5, "sample_every": 0, "gradient_accumulation": 2})
+def test_gradient_accumulation_counts_updates_not_batches_and_samples_draw_the_validation_prompts(
+    tmp_path, shapes, clip_tokenizer
+):
+    config = FinetuneConfig(**{**SMALL.__dict__, "max_steps": 5, "sample_every": 5, "gradient_accumulation": 2})
+    validation = [("Knee X-ray", 7), ("Hand X-ray", 9), ("Knee X-ray", 8)]
     result = finetune(
-        standin_models(clip_tokenizer), image_encoder(), training_examples(shapes), str(tmp_path), config, verbose=0
+        standin_models(clip_tokenizer),
+        image_encoder(),
+        training_examples(shapes),
+        str(tmp_path),
+        config,
+        validation=validation,
+        verbose=0,
     )
     assert result.steps == 5 and len(read_csv(tmp_path / "history.csv")) == 10
+    names = sorted(os.listdir(tmp_path / "samples"))
+    assert names == ["step_000000.png", "step_000010.png"]  # Files count batches, as history.csv does.
+    for name in names:  # A row of the three validation prompts, not the classes'.
+        with Image.open(tmp_path / "samples" / name) as strip:
+            assert strip.size == (3 * 128, 128)
 
 
 @TRAINS
@@ -246,12 +262,18 @@ def test_a_killed_run_resumes_to_where_an_uninterrupted_run_ends(tmp_path, shape
         verbose=0,
     )
     assert resumed.steps == uninterrupted.steps == 60
-    trained = [standin_models(clip_tokenizer).diffusion_model for _ in range(2)]
-    trained[0].load_weights(resumed.weights_file)
-    trained[1].load_weights(uninterrupted.weights_file)
-    for a, b in zip(trained[0].weights, trained[1].weights):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    for name in ("unet.weights.h5", "unet_ema.weights.h5"):  # The weights and their moving average.
+        trained = [standin_models(clip_tokenizer).diffusion_model for _ in range(2)]
+        trained[0].load_weights(killed / name)
+        trained[1].load_weights(tmp_path / "whole" / name)
+        for a, b in zip(trained[0].weights, trained[1].weights):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     assert read_csv(killed / "probe_loss.csv") == read_csv(tmp_path / "whole" / "probe_loss.csv")
+    losses_and_norms = [
+        [(float(r["loss"]), float(r["gradient_norm"])) for r in read_csv(run / "history.csv")]
+        for run in (killed, tmp_path / "whole")
+    ]
+    np.testing.assert_allclose(*losses_and_norms, rtol=1e-4)
 
 
 @TRAINS
@@ -294,6 +316,15 @@ def test_bad_data_gets_one_line_and_leaves_nothing(tmp_path, make, message):
     )
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_a_bad_validation_prompts_file_gets_one_line_and_leaves_nothing(tmp_path, shapes):
+    prompts, out = tmp_path / "validation.yaml", tmp_path / "out"
+    prompts.write_text("- prompt: Knee X-ray\n  seed: -1\n")
+    args = [f"--data_dir={shapes}", f"--output_dir={out}", "--weights=random", f"--validation_prompts={prompts}"]
+    result = run_program("scripts.finetune_xrays", args)
+    assert result.returncode == 2 and "entry 1: 'seed' must be a whole number" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
 
 
 def test_merging_refuses_networks_whose_weights_are_rounded(tmp_path, clip_tokenizer):
