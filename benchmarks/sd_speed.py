@@ -27,9 +27,13 @@ diffusers' default (float32) follows it: what a user switching tools would see. 
 is Keras's `mixed_bfloat16` policy for the project and `.to(torch.bfloat16)` for diffusers.
 
 Each row runs in a process of its own (its peak memory is its own, and TensorFlow reads its
-kernel settings when it loads). `project` runs TensorFlow's kernels as `genlab-xray` does
-(`genlab.runtime.use_inference_only_kernels`: oneDNN, each kernel keeping its reordered
-weights); `project_tf_kernels` as TensorFlow chooses on this CPU by itself (`--nocpu_weight_cache`).
+kernel settings when it loads). The project's modes each turn one of genlab-xray's memory and
+speed levers off (`PROJECT_MODES`): `project` runs as `genlab-xray` does, its weights stored in the
+compute dtype (`frozen=True`) and TensorFlow's kernels those of
+`genlab.runtime.use_inference_only_kernels` (oneDNN, each kernel keeping its reordered weights);
+`project_tf_kernels` with the kernels TensorFlow chooses on this CPU by itself
+(`--nocpu_weight_cache`); `project_float32_weights` with float32 weights cast to bfloat16 on
+every call, as Keras's mixed policy keeps them for training (the same in float32).
 The header names the instruction set oneDNN reports in each library.
 """
 
@@ -48,9 +52,9 @@ flags.DEFINE_list("sizes", ["256", "512"], "Image sizes in pixels (multiples of 
 flags.DEFINE_list(
     "modes",
     ["project", "project_tf_kernels", "diffusers"],
-    "project: Keras graph functions with "
-    "genlab-xray's kernels; project_tf_kernels: with TensorFlow's own choice; xla: the project with "
-    "jit_compile=True; diffusers: the PyTorch peer.",
+    "project: Keras graph functions as genlab-xray runs them; project_tf_kernels: with TensorFlow's own "
+    "choice of kernels; project_float32_weights: with float32 weights under mixed precision; xla: the project "
+    "with jit_compile=True; diffusers: the PyTorch peer.",
 )
 flags.DEFINE_integer("steps_per_image", 25, "Denoising steps of the timed image.", lower_bound=2)
 flags.DEFINE_string("tokenizer_path", "", "CLIP BPE file (default: $CLIP_BPE_PATH, else download).")
@@ -70,6 +74,19 @@ flags.DEFINE_float("strength", 0.5, "Image-to-image's strength: the share of the
 flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print its result.")
 FLAGS = flags.FLAGS
 KERAS_PRECISION = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+# Each project mode: whether its kernels keep reordered weights, whether its weights are stored in
+# the compute dtype, whether XLA compiles it.
+PROJECT_MODES = {
+    "project": dict(weight_cache=True, frozen=True, xla=False),
+    "project_tf_kernels": dict(weight_cache=False, frozen=True, xla=False),
+    "project_float32_weights": dict(weight_cache=True, frozen=False, xla=False),
+    "xla": dict(weight_cache=True, frozen=True, xla=True),
+}
+flags.register_validator(
+    "modes",
+    lambda values: set(values) <= {*PROJECT_MODES, "diffusers"},
+    "--modes takes project, project_tf_kernels, project_float32_weights, xla and/or diffusers",
+)
 PROMPTS = ["Frontal chest X-ray of healthy lungs", "color, text, watermark"]
 
 
@@ -91,17 +108,24 @@ def source_image(size):
 
 def measure_project(size, precision, mode, steps, tokenizer_path, strength=None):
     """`strength` None: text-to-image; else image-to-image at that strength."""
-    if mode != "project_tf_kernels":
+    levers = PROJECT_MODES[mode]
+    if levers["weight_cache"]:
         use_inference_only_kernels()
     from xray.sd.sampler import Variation, decode_to_uint8, encode_texts, initial_noise, sample_latents
     from xray.weights import load_image_encoder, load_stable_diffusion
 
+    precision = KERAS_PRECISION[precision]
     models = load_stable_diffusion(
-        size, "random", tokenizer_path=tokenizer_path, precision=KERAS_PRECISION[precision], jit_compile=(mode == "xla")
+        size,
+        "random",
+        tokenizer_path=tokenizer_path,
+        precision=precision,
+        jit_compile=levers["xla"],
+        frozen=levers["frozen"],
     )
     if strength is not None:
-        encoder = load_image_encoder("random", precision=KERAS_PRECISION[precision], frozen=True)
-        encoder.compile(jit_compile=(mode == "xla"))
+        encoder = load_image_encoder("random", precision=precision, frozen=levers["frozen"])
+        encoder.compile(jit_compile=levers["xla"])
 
     def image(steps, marks=None):
         context, unconditional = encode_texts(models, PROMPTS)

@@ -56,6 +56,22 @@ def test_bfloat16_unet_stays_close_to_float32_and_barely_depends_on_the_batch():
     assert relative_error(alone, batched[:1]) < 0.05
 
 
+@pytest.mark.parametrize("name", ["diffusion_model", "decoder"])
+def test_frozen_networks_compute_what_mixed_precision_computes(name):
+    """`build_network(frozen=True)` under mixed_bfloat16 (how genlab-xray builds them): weights
+    stored in bfloat16, and from the same weights the mixed policy's output, bit for bit."""
+    mixed = build_network(name, 128, "mixed_bfloat16")
+    frozen = build_network(name, 128, "mixed_bfloat16", frozen=True)
+    assert {w.dtype for w in mixed.weights} == {"float32"} and {w.dtype for w in frozen.weights} == {"bfloat16"}
+    for mine, source in zip(frozen.weights, mixed.weights, strict=True):
+        mine.assign(np.asarray(source))  # Rounded to bfloat16, as the mixed policy rounds it on every call.
+    rng = np.random.default_rng(0)
+    shapes = ((2, 16, 16, 4), (2, 320), (2, 77, 768)) if name == "diffusion_model" else ((1, 16, 16, 4),)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in shapes]
+    inputs = inputs if name == "diffusion_model" else inputs[0]
+    np.testing.assert_array_equal(np.asarray(frozen(inputs)), np.asarray(mixed(inputs)))
+
+
 def test_a_file_of_another_network_is_refused(tmp_path, clip_bpe_path):
     folder = tmp_path / "weights"
     folder.mkdir()
