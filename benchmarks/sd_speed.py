@@ -29,11 +29,12 @@ is Keras's `mixed_bfloat16` policy for the project and `.to(torch.bfloat16)` for
 Each row runs in a process of its own (its peak memory is its own, and TensorFlow reads its
 kernel settings when it loads). The project's modes each turn one of genlab-xray's memory and
 speed levers off (`PROJECT_MODES`): `project` runs as `genlab-xray` does, its weights stored in the
-compute dtype (`frozen=True`) and TensorFlow's kernels those of
-`genlab.runtime.use_inference_only_kernels` (oneDNN, each kernel keeping its reordered weights);
-`project_tf_kernels` with the kernels TensorFlow chooses on this CPU by itself
-(`--nocpu_weight_cache`); `project_float32_weights` with float32 weights cast to bfloat16 on
-every call, as Keras's mixed policy keeps them for training (the same in float32).
+compute dtype (`frozen=True`), its large attentions in query chunks (`xray.sd.attention`) and
+TensorFlow's kernels those of `genlab.runtime.use_inference_only_kernels` (oneDNN, each kernel
+keeping its reordered weights); `project_tf_kernels` with the kernels TensorFlow chooses on this
+CPU by itself (`--nocpu_weight_cache`); `project_float32_weights` with float32 weights cast to
+bfloat16 on every call, as Keras's mixed policy keeps them for training (the same in float32);
+`project_keras_attention` with KerasCV's attention (`--nochunked_attention`).
 The header names the instruction set oneDNN reports in each library.
 """
 
@@ -53,8 +54,9 @@ flags.DEFINE_list(
     "modes",
     ["project", "project_tf_kernels", "diffusers"],
     "project: Keras graph functions as genlab-xray runs them; project_tf_kernels: with TensorFlow's own "
-    "choice of kernels; project_float32_weights: with float32 weights under mixed precision; xla: the project "
-    "with jit_compile=True; diffusers: the PyTorch peer.",
+    "choice of kernels; project_float32_weights: with float32 weights under mixed precision; "
+    "project_keras_attention: with KerasCV's attention; xla: the project with jit_compile=True; diffusers: "
+    "the PyTorch peer.",
 )
 flags.DEFINE_integer("steps_per_image", 25, "Denoising steps of the timed image.", lower_bound=2)
 flags.DEFINE_string("tokenizer_path", "", "CLIP BPE file (default: $CLIP_BPE_PATH, else download).")
@@ -75,17 +77,18 @@ flags.DEFINE_string("row", "", "Internal: run one row, given as JSON, and print 
 FLAGS = flags.FLAGS
 KERAS_PRECISION = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 # Each project mode: whether its kernels keep reordered weights, whether its weights are stored in
-# the compute dtype, whether XLA compiles it.
+# the compute dtype, whether its attention runs in query chunks, whether XLA compiles it.
 PROJECT_MODES = {
-    "project": dict(weight_cache=True, frozen=True, xla=False),
-    "project_tf_kernels": dict(weight_cache=False, frozen=True, xla=False),
-    "project_float32_weights": dict(weight_cache=True, frozen=False, xla=False),
-    "xla": dict(weight_cache=True, frozen=True, xla=True),
+    "project": dict(weight_cache=True, frozen=True, chunked_attention=True, xla=False),
+    "project_tf_kernels": dict(weight_cache=False, frozen=True, chunked_attention=True, xla=False),
+    "project_float32_weights": dict(weight_cache=True, frozen=False, chunked_attention=True, xla=False),
+    "project_keras_attention": dict(weight_cache=True, frozen=True, chunked_attention=False, xla=False),
+    "xla": dict(weight_cache=True, frozen=True, chunked_attention=True, xla=True),
 }
 flags.register_validator(
     "modes",
     lambda values: set(values) <= {*PROJECT_MODES, "diffusers"},
-    "--modes takes project, project_tf_kernels, project_float32_weights, xla and/or diffusers",
+    f"--modes takes {', '.join(PROJECT_MODES)} and/or diffusers",
 )
 PROMPTS = ["Frontal chest X-ray of healthy lungs", "color, text, watermark"]
 
@@ -111,6 +114,7 @@ def measure_project(size, precision, mode, steps, tokenizer_path, strength=None)
     levers = PROJECT_MODES[mode]
     if levers["weight_cache"]:
         use_inference_only_kernels()
+    from xray.sd.attention import use_chunked_attention
     from xray.sd.sampler import Variation, decode_to_uint8, encode_texts, initial_noise, sample_latents
     from xray.weights import load_image_encoder, load_stable_diffusion
 
@@ -123,6 +127,8 @@ def measure_project(size, precision, mode, steps, tokenizer_path, strength=None)
         jit_compile=levers["xla"],
         frozen=levers["frozen"],
     )
+    if levers["chunked_attention"]:
+        use_chunked_attention(models.diffusion_model)
     if strength is not None:
         encoder = load_image_encoder("random", precision=precision, frozen=levers["frozen"])
         encoder.compile(jit_compile=levers["xla"])

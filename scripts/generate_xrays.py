@@ -66,6 +66,12 @@ flags.DEFINE_bool(
     "docs/benchmarks.md). Turn it off where memory is short. No effect on GPUs.",
 )
 flags.DEFINE_bool(
+    "chunked_attention",
+    True,
+    "Run the U-Net's large self-attentions in query chunks (xray.sd.attention), not KerasCV's whole score "
+    "matrices: the same images within one grey level (float32), less memory and time at 512 px.",
+)
+flags.DEFINE_bool(
     "jit_compile", False, "Compile the networks with XLA (slow first batch; faster steps on some machines)."
 )
 flags.DEFINE_integer("num_shards", 1, "Split the images over this many independent jobs.")
@@ -173,6 +179,7 @@ def main():
     import keras
 
     from xray.generation.generate import generate_dataset
+    from xray.sd.attention import use_chunked_attention
     from xray.weights import load_image_encoder, load_stable_diffusion
 
     keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.
@@ -194,6 +201,8 @@ def main():
         # mixed_bfloat16, and no cast on every call) compute what the mixed policy computes.
         frozen=True,
     )
+    if FLAGS.chunked_attention:
+        use_chunked_attention(models.diffusion_model)
     image_encoder = None
     if variations:
         image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path, FLAGS.precision, frozen=True)

@@ -11,6 +11,7 @@ import pytest
 
 from genlab.errors import UserError
 from xray.formats.keras_cv_files import save_keras_cv_weights
+from xray.sd.attention import use_chunked_attention
 from xray.sd.networks import build_network
 from xray.weights import load_stable_diffusion
 
@@ -70,6 +71,18 @@ def test_frozen_networks_compute_what_mixed_precision_computes(name):
     inputs = [rng.standard_normal(shape).astype("float32") for shape in shapes]
     inputs = inputs if name == "diffusion_model" else inputs[0]
     np.testing.assert_array_equal(np.asarray(frozen(inputs)), np.asarray(mixed(inputs)))
+
+
+def test_a_unet_with_chunked_attention_computes_keras_cvs():
+    """`use_chunked_attention` (genlab-xray's default) on the whole U-Net, with chunks small
+    enough at 128 px that the 16 x 16 self-attentions run in 4 chunks and the others as KerasCV's."""
+    unet = build_network("diffusion_model", 128, "float32", frozen=True)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in ((2, 16, 16, 4), (2, 320), (2, 77, 768))]
+    expected = np.asarray(unet.predict_on_batch(inputs))
+    use_chunked_attention(unet, chunk_bytes=8 * 256 * 4 * 64)  # 64 of the 256 queries a chunk.
+    unet.make_predict_function(force=True)
+    assert relative_error(unet.predict_on_batch(inputs), expected) < 1e-5
 
 
 def test_a_file_of_another_network_is_refused(tmp_path, clip_bpe_path):

@@ -26,31 +26,14 @@ holds one chunk's matrices at a time rather than all of them.
 
 import tensorflow as tf
 
+from xray.sd.attention import chunk_scores, chunked_attention, exponentials, query_chunk, split_heads
 from xray.training.kernels.normalization import group_norm_call
 
-# Bytes of one (heads, chunk, keys) matrix: 128 float32 or 256 bfloat16 queries a chunk at 512 px.
-# Three such matrices are alive at the backward pass's peak, where a whole step's memory peaks
-# at 512 px; smaller chunks would keep less there but add ops, and passes over the key and
-# value gradients that every chunk adds to.
-CHUNK_BYTES = 16 * 2**20
 # A GEGLU projection's output for one image from this size on is computed again in the backward
 # pass rather than kept: the higher-resolution blocks', which fill memory at the step's peak.
 # The product costs the same at every resolution, so recomputing the small ones would cost as
 # much time for little memory.
 RECOMPUTE_BYTES = 8 * 2**20
-
-
-def query_chunk(heads, keys, dtype):
-    """Queries per chunk, so that a chunk's (heads, chunk, keys) matrix takes `CHUNK_BYTES`."""
-    return max(1, CHUNK_BYTES // (heads * keys * tf.as_dtype(dtype).size))
-
-
-@tf.function(jit_compile=True)
-def _exponentials(scores, scale, offset):
-    """exp(scores * scale - offset) computed in float32, in the scores' dtype: the softmax's
-    numerators (offset: each row's max) or, in the backward pass, its probabilities (offset:
-    each row's log-normalizer)."""
-    return tf.cast(tf.exp(tf.cast(scores, tf.float32) * scale - offset), scores.dtype)
 
 
 @tf.function(jit_compile=True)
@@ -59,16 +42,11 @@ def _score_gradient(p, d_p, row_dot, scale):
     return tf.cast(tf.cast(p, tf.float32) * (tf.cast(d_p, tf.float32) - row_dot) * scale, p.dtype)
 
 
-def merge_heads(x):
-    """(batch, heads, tokens, head_size) -> (batch, tokens, heads * head_size)."""
-    return tf.reshape(tf.transpose(x, (0, 2, 1, 3)), (-1, x.shape[2], x.shape[1] * x.shape[3]))
-
-
 def attention(q, k, v, scale, chunk=None):
     """softmax(q k^T * scale) v for (batch, heads, tokens, head_size) tensors, with the heads
-    merged (`merge_heads`), products in their dtype and softmax in float32; its gradient
-    recomputes the probabilities chunk by chunk instead of keeping them. `chunk` (queries)
-    defaults to `query_chunk`'s.
+    merged, as `xray.sd.attention.chunked_attention` computes it; its gradient recomputes the
+    probabilities chunk by chunk instead of keeping them. `chunk` (queries) defaults to
+    `query_chunk`'s.
 
     The output is returned as the out projection takes it, and the gradient reads it in that
     layout: so the backward pass keeps one copy of it, which the projection's adapter needs too."""
@@ -77,25 +55,9 @@ def attention(q, k, v, scale, chunk=None):
     starts = range(0, tokens, chunk)
     f32 = lambda t: tf.cast(t, tf.float32)  # noqa: E731
 
-    def scores(i, after):
-        with tf.control_dependencies(after):
-            return tf.matmul(q[:, :, i : i + chunk], k, transpose_b=True)
-
     @tf.custom_gradient
     def core(q, k, v):
-        # No reduction over a chunk runs in XLA, which would first write a float32 copy of it.
-        # The row max is exact in the scores' dtype; the row sums come out of the product with
-        # v, as a column of ones appended to it, summed in float32 as the product sums.
-        v_and_ones = tf.concat([v, tf.ones_like(v[..., :1])], axis=-1)
-        outputs, normalizers = [q], []
-        for i in starts:
-            chunk_scores = scores(i, outputs[-1:])
-            peak = f32(tf.reduce_max(chunk_scores, axis=-1, keepdims=True)) * scale
-            weighted = f32(tf.matmul(_exponentials(chunk_scores, scale, peak), v_and_ones))
-            total = weighted[..., -1:]
-            outputs.append(tf.cast(weighted[..., :-1] / total, dtype))  # Normalizing the product, not the matrix.
-            normalizers.append(peak + tf.math.log(total))
-        output = merge_heads(tf.concat(outputs[1:], axis=2))  # Kept in the inputs' dtype, as the layer returns it.
+        output, normalizers = chunked_attention(q, k, v, scale, chunk)  # Kept in the inputs' dtype.
 
         def gradient(d_merged):
             # With P = softmax(S): dV = P^T dO, dP = dO V^T, dS as `_score_gradient` computes it.
@@ -106,7 +68,7 @@ def attention(q, k, v, scale, chunk=None):
             d_q, d_k, d_v = [], tf.zeros_like(k, tf.float32), tf.zeros_like(v, tf.float32)
             done = [d_output]  # A chunk starts when the one before has used all its matrices.
             for i, normalizer in zip(starts, normalizers):
-                p = _exponentials(scores(i, done), scale, normalizer)
+                p = exponentials(chunk_scores(q, k, i, chunk, done), scale, normalizer)
                 d_out = d_output[:, :, i : i + chunk]
                 d_v += f32(tf.matmul(p, d_out, transpose_a=True))
                 with tf.control_dependencies(
@@ -127,15 +89,11 @@ def attention(q, k, v, scale, chunk=None):
 def cross_attention_call(self, inputs, context=None):
     """CrossAttention.call with `attention` in place of its matmul, softmax, matmul."""
     context = inputs if context is None else context
-
-    def heads(x, tokens):  # (batch, tokens, heads * size) -> (batch, heads, tokens, size)
-        return tf.transpose(tf.reshape(x, (-1, tokens, self.num_heads, self.head_size)), (0, 2, 1, 3))
-
     return self.out_proj(
         attention(
-            heads(self.to_q(inputs), inputs.shape[1]),
-            heads(self.to_k(context), context.shape[1]),
-            heads(self.to_v(context), context.shape[1]),
+            split_heads(self.to_q(inputs), inputs.shape[1], self.num_heads),
+            split_heads(self.to_k(context), context.shape[1], self.num_heads),
+            split_heads(self.to_v(context), context.shape[1], self.num_heads),
             self.scale,
         )
     )

@@ -10,8 +10,9 @@ from tensorflow.core.protobuf import config_pb2
 from tensorflow.python.grappler import tf_optimizer
 
 import xray.training.kernels.attention
+from xray.sd.attention import merge_heads
 from xray.training.kernels import use_training_kernels
-from xray.training.kernels.attention import attention, geglu, merge_heads
+from xray.training.kernels.attention import attention, geglu
 
 from helpers.numerics import ancestry, assert_close, output_and_gradients
 
@@ -167,8 +168,8 @@ def test_large_geglu_projections_are_computed_again_in_the_backward_pass(monkeyp
 
 
 def softmax_calls(operations):
-    """The calls of xray.training.kernels.attention's XLA functions that exponentiate a chunk's scores."""
-    return [op for op in operations if op.type.endswith("PartitionedCall") and "_exponentials" in op.get_attr("f").name]
+    """The calls of the XLA function (`xray.sd.attention.exponentials`) that exponentiates a chunk's scores."""
+    return [op for op in operations if op.type.endswith("PartitionedCall") and "exponentials" in op.get_attr("f").name]
 
 
 def test_each_chunk_waits_on_the_one_before():
