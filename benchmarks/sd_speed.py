@@ -114,7 +114,6 @@ def measure_project(size, precision, mode, steps, tokenizer_path, strength=None)
     levers = PROJECT_MODES[mode]
     if levers["weight_cache"]:
         use_inference_only_kernels()
-    from xray.sd.attention import use_chunked_attention
     from xray.sd.sampler import Variation, decode_to_uint8, encode_texts, initial_noise, sample_latents
     from xray.weights import load_image_encoder, load_stable_diffusion
 
@@ -126,11 +125,11 @@ def measure_project(size, precision, mode, steps, tokenizer_path, strength=None)
         precision=precision,
         jit_compile=levers["xla"],
         frozen=levers["frozen"],
+        chunked_attention=levers["chunked_attention"],
     )
-    if levers["chunked_attention"]:
-        use_chunked_attention(models.diffusion_model)
     if strength is not None:
-        encoder = load_image_encoder("random", precision=precision, frozen=levers["frozen"])
+        # Frozen in every mode, as genlab-xray builds it: the float32-weights lever is the generation networks'.
+        encoder = load_image_encoder("random", precision=precision, frozen=True)
         encoder.compile(jit_compile=levers["xla"])
 
     def image(steps, marks=None):

@@ -179,7 +179,6 @@ def main():
     import keras
 
     from xray.generation.generate import generate_dataset
-    from xray.sd.attention import use_chunked_attention
     from xray.weights import load_image_encoder, load_stable_diffusion
 
     keras.utils.set_random_seed(FLAGS.seed)  # --weights=random then gives the same networks every run.
@@ -200,9 +199,8 @@ def main():
         # Generation never trains them: weights stored in the compute dtype (half the memory under
         # mixed_bfloat16, and no cast on every call) compute what the mixed policy computes.
         frozen=True,
+        chunked_attention=FLAGS.chunked_attention,
     )
-    if FLAGS.chunked_attention:
-        use_chunked_attention(models.diffusion_model)
     image_encoder = None
     if variations:
         image_encoder = load_image_encoder(FLAGS.weights, FLAGS.weights_path, FLAGS.precision, frozen=True)

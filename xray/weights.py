@@ -33,6 +33,7 @@ from xray.formats.keras_cv_files import (
 )
 from xray.formats.lora_file import describe as describe_lora
 from xray.formats.lora_file import merge_adapters, read_adapters
+from xray.sd.attention import use_chunked_attention
 from xray.sd.networks import IMAGE_ENCODER, NETWORKS, build_network
 from xray.sd.sampler import NoiseSchedule, tokenize
 
@@ -77,13 +78,15 @@ def load_stable_diffusion(
     check_texts=(),
     loras=(),
     frozen=False,
+    chunked_attention=False,
 ):
     """Builds KerasCV's Stable Diffusion v1 networks at `image_size` pixels with weights from `weights`.
 
     `loras` are (LoRA file, scale) pairs, merged into the weights once loaded. Files are found
     (or downloaded), LoRA files read and `check_texts` tokenized first, so a bad source or an
     over-long prompt fails in seconds, before the networks are built. `frozen`: no network's
-    own weights will train (`xray.sd.networks.build_network`).
+    own weights will train (`xray.sd.networks.build_network`). `chunked_attention`: the U-Net
+    computes attention in query chunks (`xray.sd.attention.use_chunked_attention`), for generation.
     """
     if image_size <= 0 or image_size % 128:
         raise UserError(
@@ -133,6 +136,8 @@ def load_stable_diffusion(
             use_diffusers_numerics(name, network)
     for path, scale in loras:
         merge_adapters(networks, path, scale)
+    if chunked_attention:
+        use_chunked_attention(networks["diffusion_model"])
     for network in networks.values():
         network.compile(jit_compile=jit_compile)
     return StableDiffusionModels(

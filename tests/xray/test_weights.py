@@ -115,6 +115,16 @@ def test_a_local_folder_of_keras_cv_files_loads_each_into_its_network(tmp_path, 
     assert (models.numerics, models.schedule.source, models.precision) == ("keras_cv", "keras_cv", "float32")
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_chunked_attention_goes_to_the_unet_alone(tmp_path, standin_builds, clip_bpe_path, monkeypatch, chunked):
+    chunked_networks = []
+    monkeypatch.setattr(weights, "use_chunked_attention", chunked_networks.append)
+    for name, _ in KERAS_CV_FILES.values():
+        h5py.File(tmp_path / name, "w").close()
+    models = load_stable_diffusion(128, "local", str(tmp_path), clip_bpe_path, chunked_attention=chunked)
+    assert chunked_networks == ([models.diffusion_model] if chunked else [])
+
+
 def test_a_converted_folder_brings_its_tokenizer_schedule_and_numerics(
     tmp_path, standin_builds, clip_bpe_path, monkeypatch
 ):
