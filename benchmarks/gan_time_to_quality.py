@@ -5,8 +5,10 @@ draws `--samples` digits (fixed noise) that the reference judge (`lenet.referenc
 LeNet-5 on every machine) measures: MNIST-FID against the 10,000 test digits, the MNIST score,
 the class shares, and in conditional mode the share classified as the intended digit; the
 FID and score of the generator's latest weights too (the project samples from their moving
-average). Real training digits, as many as `--samples`, are measured the same way: that row
-is the floor a generator is compared with, at the same sample count.
+average); and the median distance from a digit to its nearest training digit, which real test
+digits give as the reference and a generator that copied would bring near 0. Real training
+digits, as many as `--samples`, are measured the same way: that row is the floor a generator is
+compared with, at the same sample count.
 
 The clock counts everything a user waits for before and during training, and leaves the
 judging out: from the call that starts a run (loading MNIST, the project's k-means clustering
@@ -15,7 +17,7 @@ project's own per-epoch callbacks (sample grid, history, checkpoint) in it.
 
 The peer is the tutorial as written (`benchmarks/tutorial_dcgan.py`). The project runs
 `gan.train.train` with its default `TrainConfig` (unconditional, conditioned on clusters),
-with `conditional=True`, and with `clusters=0`.
+with `conditional=True`, with `clusters=0`, and with `clusters=100`.
 
 Prints the tutorial's FID after its last epoch, when the project first reached that FID,
 the ratio of the two training times, each run's last figures beside real digits'; writes
@@ -25,6 +27,7 @@ the ratio of the two training times, each run's last figures beside real digits'
   python benchmarks/gan_time_to_quality.py --output_dir=runs/time_to_quality
   python benchmarks/gan_time_to_quality.py --runs=project_conditional   # conditional mode only
   python benchmarks/gan_time_to_quality.py --runs=project,project_no_clusters   # what clusters are worth
+  python benchmarks/gan_time_to_quality.py --runs=project,project_100_clusters  # what finer clusters are worth
 """
 
 import os
@@ -50,8 +53,13 @@ from genlab.noise import gaussian_noise
 from lenet import reference
 from lenet.metrics import quality_report
 
-RUNS = ("project", "tutorial", "project_conditional", "project_no_clusters")
-PROJECT_RUNS = {"project": {}, "project_conditional": dict(conditional=True), "project_no_clusters": dict(clusters=0)}
+RUNS = ("project", "tutorial", "project_conditional", "project_no_clusters", "project_100_clusters")
+PROJECT_RUNS = {
+    "project": {},
+    "project_conditional": dict(conditional=True),
+    "project_no_clusters": dict(clusters=0),
+    "project_100_clusters": dict(clusters=100),
+}
 flags.DEFINE_list("runs", ["project", "tutorial"], f"Which runs, in order, from {', '.join(RUNS)}.")
 flags.DEFINE_integer(
     "tutorial_epochs", 10, "Epochs for the tutorial's configuration (its own default is 50).", lower_bound=1
@@ -65,9 +73,10 @@ FLAGS = flags.FLAGS
 class QualityClock(keras.callbacks.Callback):
     """Counts the set-up and each epoch's training time, then judges the generator's digits (untimed)."""
 
-    def __init__(self, name, judge, test_features, noise, labels, rows):
+    def __init__(self, name, judge, test_features, training_digits, noise, labels, rows):
         super().__init__()
         self.name, self.judge, self.test_features = name, judge, test_features
+        self.training_digits = training_digits
         self.noise, self.labels, self.rows = noise, labels, rows
         self.training_seconds = 0.0
         self._run_start = time.perf_counter()  # Made just before the run starts.
@@ -85,9 +94,9 @@ class QualityClock(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.training_seconds += time.perf_counter() - self._start
-        report = self._judge(self.model.generate)
+        report, images = self._judge(self.model.generate)
         shares = report["class_distribution"]
-        latest = self._judge(
+        latest, _ = self._judge(
             lambda noise, labels: self.latest(noise if labels is None else [noise, labels], training=False)
         )
         row = {
@@ -102,6 +111,7 @@ class QualityClock(keras.callbacks.Callback):
             "accuracy_vs_intended": round(report.get("accuracy_vs_intended", float("nan")), 4),
             "latest_weights_fid": round(latest["mnist_fid"], 3),
             "latest_weights_score": round(latest["mnist_score"], 3),
+            "nearest_training_distance": round(median_nearest_distance(images, self.training_digits), 2),
         }
         self.rows.append(row)
         print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
@@ -113,8 +123,22 @@ class QualityClock(keras.callbacks.Callback):
                 for i in range(0, len(self.noise), 500)
             ]
         )
-        probabilities, features = self.judge.predict(to_uint8(images).astype("float32"), batch_size=1000, verbose=0)
-        return quality_report(probabilities, features, self.test_features, self.labels)
+        images = to_uint8(images)
+        probabilities, features = self.judge.predict(images.astype("float32"), batch_size=1000, verbose=0)
+        return quality_report(probabilities, features, self.test_features, self.labels), images
+
+
+def median_nearest_distance(digits, training_digits):
+    """The median Euclidean distance (pixels in [0, 1]) from each of `digits` (uint8) to its nearest
+    training digit (flattened, in [0, 1]): a generator that copied its training set would be near 0,
+    where real test digits sit at their own distance, the reference."""
+    flat = digits.reshape(len(digits), -1).astype(np.float32) / 255.0
+    training_norms = (training_digits**2).sum(axis=1)
+    nearest = [
+        np.maximum((chunk**2).sum(axis=1) - 2 * (chunk @ training_digits.T - 0.5 * training_norms).max(axis=1), 0.0)
+        for chunk in np.array_split(flat, max(1, len(flat) // 500))
+    ]
+    return float(np.median(np.sqrt(np.concatenate(nearest))))
 
 
 def run_tutorial(clock, mnist_path):
@@ -138,9 +162,10 @@ def time_to_reach(rows, target_fid):
     return next((row["training_seconds"] for row in rows if row["mnist_fid"] <= target_fid), None)
 
 
-def real_digits_row(judge, test_features, count, mnist_path):
-    """The floor: `count` real training digits, measured exactly as the generators' digits are."""
-    (x_train, y_train), _ = load_mnist(mnist_path or None)
+def real_digits_row(judge, test_features, training_digits, count, mnist_path):
+    """The floor: `count` real training digits, measured exactly as the generators' digits are;
+    the distance to the nearest training digit is real test digits' (a training digit's is 0)."""
+    (x_train, y_train), (x_test, _) = load_mnist(mnist_path or None)
     index = np.random.default_rng(1).choice(len(x_train), size=count, replace=False)
     probabilities, features = judge.predict(x_train[index][..., None].astype("float32"), batch_size=1000, verbose=0)
     report = quality_report(probabilities, features, test_features, y_train[index])
@@ -155,6 +180,7 @@ def real_digits_row(judge, test_features, count, mnist_path):
         "min_class_share": round(min(shares), 4),
         "max_class_share": round(max(shares), 4),
         "accuracy_vs_intended": round(report["accuracy_vs_intended"], 4),
+        "nearest_training_distance": round(median_nearest_distance(x_test[:count], training_digits), 2),
     }
 
 
@@ -168,9 +194,10 @@ def main(argv):
     mnist_path = os.environ.get(ENV_VAR, "")
     judge = reference.load_reference_judge()
     print(f"Judge: {reference.describe()}; {FLAGS.samples} digits per evaluation", flush=True)
-    _, (x_test, _) = load_mnist(mnist_path or None)
+    (x_train, _), (x_test, _) = load_mnist(mnist_path or None)
     _, test_features = judge.predict(x_test[..., None].astype("float32"), batch_size=1000, verbose=0)
-    real = real_digits_row(judge, test_features, FLAGS.samples, mnist_path)
+    training_digits = x_train.reshape(len(x_train), -1).astype(np.float32) / 255.0
+    real = real_digits_row(judge, test_features, training_digits, FLAGS.samples, mnist_path)
     print("  ".join(f"{k}={v}" for k, v in real.items()), flush=True)
 
     rows_by_run = {"real_mnist": [real]}
@@ -181,7 +208,7 @@ def main(argv):
         noise_dim = TUTORIAL["noise_dim"] if name == "tutorial" else TrainConfig.noise_dim
         noise = gaussian_noise(1, (FLAGS.samples, noise_dim))
         labels = (np.arange(FLAGS.samples) % NUM_CLASSES).astype("int32") if conditional else None
-        clock = QualityClock(name, judge, test_features, noise, labels, rows)
+        clock = QualityClock(name, judge, test_features, training_digits, noise, labels, rows)
         if name == "tutorial":
             run_tutorial(clock, mnist_path)
         else:
@@ -189,7 +216,10 @@ def main(argv):
         _save(rows_by_run)  # After each run, so a long benchmark stopped early keeps what it measured.
 
     print(f"\n== summary ({FLAGS.samples} digits each, {reference.describe()})")
-    print(f"real MNIST training digits: FID {real['mnist_fid']:.2f}, MNIST score {real['mnist_score']:.2f} (the floor)")
+    print(
+        f"real MNIST training digits: FID {real['mnist_fid']:.2f}, MNIST score {real['mnist_score']:.2f} (the floor); "
+        f"real test digits lie {real['nearest_training_distance']:.2f} from their nearest training digit"
+    )
     for name, rows in rows_by_run.items():
         if name == "real_mnist":
             continue
@@ -202,7 +232,8 @@ def main(argv):
         print(
             f"{name}: after {last['epoch']} epochs, {last['training_seconds'] / 60:.1f} min: "
             f"FID {last['mnist_fid']:.2f} ({level}), MNIST score {last['mnist_score']:.2f}, "
-            f"class shares {last['min_class_share']:.1%}..{last['max_class_share']:.1%}"
+            f"class shares {last['min_class_share']:.1%}..{last['max_class_share']:.1%}, "
+            f"{last['nearest_training_distance']:.2f} from the nearest training digit"
             + (f", {last['accuracy_vs_intended']:.1%} classified as intended" if name == "project_conditional" else "")
         )
     if "tutorial" in rows_by_run and "project" in rows_by_run:

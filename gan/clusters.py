@@ -10,9 +10,11 @@ manifold learning"). Conditioning both networks on clusters of the training imag
 jump from one group of similar digits to another instead (Sage et al., 2018, clustered GANs;
 Liu et al., 2020, self-conditioned GANs, who cluster the discriminator's features). For MNIST
 k-means on the first 50 principal components of the pixels is enough, and the labels are
-never read (docs/design.md says how pure the clusters come out). Each cluster needs many
-images (MNIST gives 600 to each of 100): with a few dozen, the discriminator learns them by
-heart.
+never read. Finer clusters hold more alike digits, which both networks learn sooner, while
+the digits stay as far from their nearest training digit as real test digits are
+(benchmarks/gan_time_to_quality.py measures both). With fewer than about 30 images a cluster
+the discriminator could learn them by heart, so a small training set gets fewer clusters
+(`cluster_count`).
 """
 
 import math
@@ -23,6 +25,13 @@ from keras import layers, ops
 
 PCA_COMPONENTS = 50
 KMEANS_ITERATIONS = 30
+MIN_CLUSTER_SIZE = 30  # Images a cluster holds on average, at the least.
+
+
+def cluster_count(requested, image_count):
+    """The clusters a run conditions on: `requested`, or fewer where `image_count` images would
+    give a cluster fewer than MIN_CLUSTER_SIZE on average (at least one)."""
+    return max(1, min(requested, image_count // MIN_CLUSTER_SIZE))
 
 
 def pixel_clusters(images, k, seed=0):
@@ -40,24 +49,30 @@ def cluster_shares(clusters, k):
 
 
 def _kmeans(points, k, rng):
-    squared_norms = (points**2).sum(axis=1, keepdims=True)
-
-    def squared_distances(centers):
-        return np.maximum(squared_norms - 2 * points @ centers.T + (centers**2).sum(axis=1), 0)
+    def nearest_centers(centers):
+        # argmin |p - c|^2 = argmin |c|^2 - 2 p.c, a block of points at a time: the whole
+        # (points, centers) matrix would take gigabytes with thousands of clusters.
+        center_norms = (centers**2).sum(axis=1)
+        blocks = np.array_split(points, max(1, len(points) // 4096))
+        return np.concatenate([(center_norms - 2 * block @ centers.T).argmin(axis=1) for block in blocks])
 
     # k-means++ (Arthur & Vassilvitskii, 2007): each new center is drawn with probability
-    # proportional to its squared distance from the nearest center so far.
-    centers = points[rng.choice(len(points), size=1)]
+    # proportional to its squared distance from the nearest center so far, which is updated
+    # with the newest center only.
+    centers = [points[rng.choice(len(points))]]
+    nearest = ((points - centers[0]) ** 2).sum(axis=1)
     for _ in range(k - 1):
-        nearest = squared_distances(centers).min(axis=1)
         weights = nearest / nearest.sum() if nearest.sum() > 0 else None  # None: all points are centers already.
-        centers = np.vstack([centers, points[rng.choice(len(points), p=weights)]])
+        centers.append(points[rng.choice(len(points), p=weights)])
+        nearest = np.minimum(nearest, ((points - centers[-1]) ** 2).sum(axis=1))
+    centers = np.stack(centers)
     for _ in range(KMEANS_ITERATIONS):
-        assignment = squared_distances(centers).argmin(axis=1)
-        centers = np.stack(
-            [points[assignment == j].mean(axis=0) if (assignment == j).any() else centers[j] for j in range(k)]
-        )
-    return squared_distances(centers).argmin(axis=1).astype(np.int32)
+        assignment = nearest_centers(centers)
+        counts = np.bincount(assignment, minlength=k)[:, None]
+        sums = np.zeros_like(centers)
+        np.add.at(sums, assignment, points)
+        centers = np.where(counts > 0, sums / np.maximum(counts, 1), centers)  # An empty cluster keeps its center.
+    return nearest_centers(centers).astype(np.int32)
 
 
 @keras.saving.register_keras_serializable(package="genlab")

@@ -23,18 +23,17 @@ IMAGE_SHAPE = (28, 28, 1)
 def build_generator(noise_dim, num_classes=None, dense_filters=64, conv=((32, 2),), kernel_size=4):
     """Noise (and label) -> 28x28x1 image in [-1, 1].
 
-    Dense to 7x7xdense_filters, then `Conv2DTranspose` blocks (filters, stride) with batch
-    norm and LeakyReLU, then a stride-2 `Conv2DTranspose` to one tanh channel. The strides
-    must take 7x7 to 28x28.
+    Dense (noise and label) to 7x7xdense_filters, then `Conv2DTranspose` blocks (filters,
+    stride) with batch norm and LeakyReLU, then a stride-2 `Conv2DTranspose` to one tanh
+    channel. The strides must take 7x7 to 28x28.
     """
     noise = keras.Input((noise_dim,), name="noise")
-    inputs = [noise]
-    x = noise
+    x = layers.Dense(7 * 7 * dense_filters, use_bias=False)(noise)
     if num_classes:
+        # A Dense layer on [noise, one_hot(label)], computed as noise W + W_label[label]: with a
+        # thousand clusters the one-hot product would cost as much as the convolutions.
         label = keras.Input((), dtype="int32", name="label")
-        inputs.append(label)
-        x = layers.Concatenate()([noise, ops.one_hot(label, num_classes)])
-    x = layers.Dense(7 * 7 * dense_filters, use_bias=False)(x)
+        x = x + layers.Embedding(num_classes, 7 * 7 * dense_filters, name="label_embedding")(label)
     x = layers.BatchNormalization()(x)
     x = layers.LeakyReLU(0.2)(x)
     x = layers.Reshape((7, 7, dense_filters))(x)
@@ -45,7 +44,7 @@ def build_generator(noise_dim, num_classes=None, dense_filters=64, conv=((32, 2)
     image = layers.Conv2DTranspose(1, kernel_size, strides=2, padding="same", activation="tanh")(x)
     if image.shape[1:] != IMAGE_SHAPE:
         raise ValueError(f"generator strides give {image.shape[1:]}, not {IMAGE_SHAPE}")
-    return keras.Model(inputs if num_classes else noise, image, name="generator")
+    return keras.Model([noise, label] if num_classes else noise, image, name="generator")
 
 
 def build_discriminator(num_classes=None, conv=(32, 64), kernel_size=4, dropout=0.0):

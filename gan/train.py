@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from gan.callbacks import EpochCheckpoint, HistoryLogger, NanGuard, SampleGrid, latest_checkpoint, read_history
-from gan.clusters import cluster_shares, pixel_clusters
+from gan.clusters import cluster_count, cluster_shares, pixel_clusters
 from gan.config import ARCHITECTURES
 from gan.model import GAN, build_networks
 from genlab.distribute import is_chief, make_strategy
@@ -37,7 +37,7 @@ OUTPUTS = {
 }
 
 # Settings that fix the networks' shapes: a resumed run must match them.
-_MODEL_FIELDS = ("architecture", "noise_dim", "conditional", "clusters")
+_MODEL_FIELDS = ("architecture", "noise_dim", "conditional", "clusters", "num_train_images")
 
 
 @dataclasses.dataclass
@@ -68,12 +68,9 @@ def conditioning(config, images, labels):
         return labels, NUM_CLASSES, None
     if not config.clusters:
         return labels, None, None  # The labels ride along in the dataset, unused.
-    if config.clusters > len(images):
-        raise UserError(
-            f"--clusters={config.clusters} is more than the {len(images)} training images; use fewer clusters"
-        )
-    clusters = pixel_clusters(images, config.clusters, config.seed)
-    return clusters, config.clusters, cluster_shares(clusters, config.clusters)
+    count = cluster_count(config.clusters, len(images))
+    clusters = pixel_clusters(images, count, config.seed)
+    return clusters, count, cluster_shares(clusters, count)
 
 
 def fixed_noise(config, count=100):

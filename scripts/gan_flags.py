@@ -29,7 +29,7 @@ def define_gan_flags(prefix=""):
         _DEFAULTS.clusters,
         "Unconditional runs: both nets see which of this many k-means clusters of the training "
         "images (no labels) an image is in, and sampling picks clusters by their share; 0: plain DCGAN. "
-        "Keep several hundred images per cluster.",
+        "A small training set gets fewer, so that each holds 30 images on average.",
         lower_bound=0,
     )
     flags.DEFINE_float(f"{p}g_learning_rate", _DEFAULTS.g_learning_rate, "Generator's Adam learning rate.")

@@ -2,7 +2,7 @@
 classify, sort, report.
 
   genlab-mnist-lab --output_dir=runs/lab                  # the default budget, a first look on a laptop
-  genlab-mnist-lab --output_dir=runs/lab --gan_epochs=30 --gan_conditional
+  genlab-mnist-lab --output_dir=runs/lab --gan_epochs=10 --gan_conditional
 
 Outputs: OUTPUT_DIR/gan (see genlab-train-gan), OUTPUT_DIR/lenet/lenet.keras (unless
 --classifier names an existing one), OUTPUT_DIR/sorted (see genlab-sort-digits). Run the
@@ -23,7 +23,6 @@ from scripts.gan_flags import define_gan_flags, gan_config_from_flags
 
 define_common_flags()
 define_gan_flags(prefix="gan_")
-flags.FLAGS.set_default("gan_epochs", 8)  # The whole lab in one sitting; train longer with genlab-train-gan.
 flags.DEFINE_string("output_dir", "runs/lab", "Folder for everything the lab writes.")
 flags.DEFINE_string(
     "classifier", "", "An existing LeNet .keras to reuse (default: OUTPUT_DIR/lenet/lenet.keras, trained if absent)."

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan.clusters import ClusterFromNoise, cluster_sampler, cluster_shares, pixel_clusters
+from gan.clusters import ClusterFromNoise, cluster_count, cluster_sampler, cluster_shares, pixel_clusters
 from gan.model import GAN, build_networks
 
 
@@ -25,6 +25,12 @@ def test_pixel_clusters_find_separated_groups_and_are_repeatable():
     assert len(set(zip(groups, clusters))) == 3 and len(set(clusters)) == 3
     np.testing.assert_array_equal(clusters, pixel_clusters(images, 3, seed=0))
     np.testing.assert_allclose(cluster_shares(clusters, 4), [1 / 3, 1 / 3, 1 / 3, 0])
+
+
+def test_cluster_count_keeps_clusters_large_enough():
+    assert cluster_count(2000, 60000) == 2000  # MNIST: 30 images a cluster.
+    assert cluster_count(2000, 30000) == 1000
+    assert cluster_count(5, 20) == 1
 
 
 def test_pixel_clusters_cope_with_more_clusters_than_distinct_images():

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from gan.callbacks import latest_checkpoint, read_history
+from gan.clusters import MIN_CLUSTER_SIZE
 from gan.config import TrainConfig
 from gan.model import build_networks
 from gan.sampling import load_generator, sample_digits
-from gan.train import fixed_noise, train
+from gan.train import conditioning, fixed_noise, mnist_for_gan, train
 from genlab.errors import UserError
 
 
@@ -144,9 +145,11 @@ def test_unconditional_training_reads_no_labels(mnist_path, tmp_path, monkeypatc
     np.testing.assert_array_equal(first.generator.predict(noise, verbose=0), second.generator.predict(noise, verbose=0))
 
 
-def test_more_clusters_than_images_is_a_clear_error(mnist_path, tmp_path):
-    with pytest.raises(UserError, match="--clusters=300 is more than the 256 training images"):
-        train(tiny_config(mnist_path, clusters=300), str(tmp_path), verbose=0)
+def test_a_small_training_set_gets_fewer_clusters(mnist_path):
+    config = tiny_config(mnist_path, clusters=300)
+    images, labels = mnist_for_gan(config)
+    clusters, count, shares = conditioning(config, images, labels)
+    assert count == 256 // MIN_CLUSTER_SIZE and len(shares) == count and set(clusters) == set(range(count))
 
 
 def test_load_generator_errors(tmp_path):
