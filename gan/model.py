@@ -30,8 +30,8 @@ def build_generator(noise_dim, num_classes=None, dense_filters=64, conv=((32, 2)
     noise = keras.Input((noise_dim,), name="noise")
     x = layers.Dense(7 * 7 * dense_filters, use_bias=False)(noise)
     if num_classes:
-        # A Dense layer on [noise, one_hot(label)], computed as noise W + W_label[label]: with a
-        # thousand clusters the one-hot product would cost as much as the convolutions.
+        # A Dense layer on [noise, one_hot(label)], computed as noise W + W_label[label]: a
+        # product with a one-hot vector thousands of clusters wide multiplies zeros.
         label = keras.Input((), dtype="int32", name="label")
         x = x + layers.Embedding(num_classes, 7 * 7 * dense_filters, name="label_embedding")(label)
     x = layers.BatchNormalization()(x)
