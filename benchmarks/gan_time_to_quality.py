@@ -162,10 +162,11 @@ def time_to_reach(rows, target_fid):
     return next((row["training_seconds"] for row in rows if row["mnist_fid"] <= target_fid), None)
 
 
-def real_digits_row(judge, test_features, training_digits, count, mnist_path):
-    """The floor: `count` real training digits, measured exactly as the generators' digits are;
-    the distance to the nearest training digit is real test digits' (a training digit's is 0)."""
-    (x_train, y_train), (x_test, _) = load_mnist(mnist_path or None)
+def real_digits_row(judge, test_features, training_digits, count, mnist):
+    """The floor: `count` real training digits of `mnist` (Keras's tuples), measured exactly as the
+    generators' digits are; the distance to the nearest training digit is real test digits' (a
+    training digit's is 0)."""
+    (x_train, y_train), (x_test, _) = mnist
     index = np.random.default_rng(1).choice(len(x_train), size=count, replace=False)
     probabilities, features = judge.predict(x_train[index][..., None].astype("float32"), batch_size=1000, verbose=0)
     report = quality_report(probabilities, features, test_features, y_train[index])
@@ -194,10 +195,11 @@ def main(argv):
     mnist_path = os.environ.get(ENV_VAR, "")
     judge = reference.load_reference_judge()
     print(f"Judge: {reference.describe()}; {FLAGS.samples} digits per evaluation", flush=True)
-    (x_train, _), (x_test, _) = load_mnist(mnist_path or None)
+    mnist = load_mnist(mnist_path or None)
+    (x_train, _), (x_test, _) = mnist
     _, test_features = judge.predict(x_test[..., None].astype("float32"), batch_size=1000, verbose=0)
     training_digits = x_train.reshape(len(x_train), -1).astype(np.float32) / 255.0
-    real = real_digits_row(judge, test_features, training_digits, FLAGS.samples, mnist_path)
+    real = real_digits_row(judge, test_features, training_digits, FLAGS.samples, mnist)
     print("  ".join(f"{k}={v}" for k, v in real.items()), flush=True)
 
     rows_by_run = {"real_mnist": [real]}
