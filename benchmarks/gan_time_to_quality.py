@@ -17,7 +17,8 @@ project's own per-epoch callbacks (sample grid, history, checkpoint) in it.
 
 The peer is the tutorial as written (`benchmarks/tutorial_dcgan.py`). The project runs
 `gan.train.train` with its default `TrainConfig` (unconditional, conditioned on clusters),
-with `conditional=True`, with `clusters=0`, and with `clusters=100`.
+with `conditional=True`, with `clusters=0`, with `clusters=100`, and with Keras's own Adam
+(`fused_adam=False`).
 
 Prints the tutorial's FID after its last epoch, when the project first reached that FID,
 the ratio of the two training times, each run's last figures beside real digits'; writes
@@ -28,6 +29,7 @@ the ratio of the two training times, each run's last figures beside real digits'
   python benchmarks/gan_time_to_quality.py --runs=project_conditional   # conditional mode only
   python benchmarks/gan_time_to_quality.py --runs=project,project_no_clusters   # what clusters are worth
   python benchmarks/gan_time_to_quality.py --runs=project,project_100_clusters  # what finer clusters are worth
+  python benchmarks/gan_time_to_quality.py --runs=project,project_keras_adam  # what the fused Adam is worth
 """
 
 import os
@@ -53,12 +55,20 @@ from genlab.noise import gaussian_noise
 from lenet import reference
 from lenet.metrics import quality_report
 
-RUNS = ("project", "tutorial", "project_conditional", "project_no_clusters", "project_100_clusters")
+RUNS = (
+    "project",
+    "tutorial",
+    "project_conditional",
+    "project_no_clusters",
+    "project_100_clusters",
+    "project_keras_adam",
+)
 PROJECT_RUNS = {
     "project": {},
     "project_conditional": dict(conditional=True),
     "project_no_clusters": dict(clusters=0),
     "project_100_clusters": dict(clusters=100),
+    "project_keras_adam": dict(fused_adam=False),
 }
 flags.DEFINE_list("runs", ["project", "tutorial"], f"Which runs, in order, from {', '.join(RUNS)}.")
 flags.DEFINE_integer(

@@ -52,9 +52,15 @@ def _kmeans(points, k, rng):
     def nearest_centers(centers):
         # argmin |p - c|^2 = argmin |c|^2 - 2 p.c, a block of points at a time: the whole
         # (points, centers) matrix would take gigabytes with thousands of clusters.
+        # In place: each temporary of a block's size costs about as much as the product.
         center_norms = (centers**2).sum(axis=1)
-        blocks = np.array_split(points, max(1, len(points) // 4096))
-        return np.concatenate([(center_norms - 2 * block @ centers.T).argmin(axis=1) for block in blocks])
+        nearest = []
+        for block in np.array_split(points, max(1, len(points) // 4096)):
+            distances = block @ centers.T
+            distances *= -2
+            distances += center_norms
+            nearest.append(distances.argmin(axis=1))
+        return np.concatenate(nearest)
 
     # k-means++ (Arthur & Vassilvitskii, 2007): each new center is drawn with probability
     # proportional to its squared distance from the nearest center so far, which is updated

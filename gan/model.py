@@ -2,9 +2,10 @@
 
 Follows keras-io's `dcgan_overriding_train_step.py`: each network is built in one function,
 `GAN` takes both, gets its optimizers in `compile`, and `train_step` reads top to bottom.
-Class-conditional mode follows keras-io's conditional GAN for the generator (the one-hot
-label is concatenated to the noise) and uses a projection discriminator (Miyato & Koyama,
-2018) instead of label channels: it conditions just as well and costs one embedding.
+Class-conditional mode follows keras-io's conditional GAN for the generator (the label joins
+the noise in its first Dense layer, as an embedding added to it) and uses a projection
+discriminator (Miyato & Koyama, 2018) instead of label channels: it conditions just as well
+and costs one embedding.
 Unconditional runs train the same way on clusters of the images instead of labels (see
 `gan.clusters`) and save `cluster_sampler`, which takes noise alone.
 """
@@ -16,6 +17,7 @@ from keras import layers, ops
 from gan.clusters import cluster_sampler
 from gan.config import ARCHITECTURES
 from genlab.distribute import PrebuiltModel
+from genlab.optimizers import update_moving_average
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -198,7 +200,7 @@ class GAN(PrebuiltModel):
         step = ops.cast(self.g_optimizer.iterations, "float32")
         decay = ops.minimum(self.averaging_decay, (1.0 + step) / (10.0 + step))
         for average, weight in zip(self.averaged_generator.weights, self.generator.weights):
-            average.assign(decay * average + (1.0 - decay) * weight)
+            update_moving_average(average, weight, decay)
 
     def _noise(self, batch_size, for_generator_step):
         """Noise as a pure function of (seed, step, replica, which update).

@@ -23,6 +23,7 @@ from genlab.errors import UserError
 from genlab.files import atomic_path, check_output_path, write_json, write_text
 from genlab.mnist import NUM_CLASSES, load_mnist
 from genlab.noise import gaussian_noise
+from genlab.optimizers import FusedAdam
 
 OUTPUTS = {
     "generator": "generator.keras",
@@ -134,9 +135,10 @@ def train(config, output_dir, verbose=1, extra_callbacks=(), files=None):
         gan = GAN(
             generator, discriminator, seed=config.seed, averaging_decay=config.averaging_decay, cluster_shares=shares
         )
+        adam = FusedAdam if config.fused_adam else keras.optimizers.Adam
         gan.compile(
-            d_optimizer=keras.optimizers.Adam(config.d_learning_rate, beta_1=config.beta_1),
-            g_optimizer=keras.optimizers.Adam(config.g_learning_rate, beta_1=config.beta_1),
+            d_optimizer=adam(config.d_learning_rate, beta_1=config.beta_1),
+            g_optimizer=adam(config.g_learning_rate, beta_1=config.beta_1),
             real_label=config.real_label,
             jit_compile=config.jit_compile,
         )

@@ -35,6 +35,12 @@ def define_gan_flags(prefix=""):
     flags.DEFINE_float(f"{p}g_learning_rate", _DEFAULTS.g_learning_rate, "Generator's Adam learning rate.")
     flags.DEFINE_float(f"{p}d_learning_rate", _DEFAULTS.d_learning_rate, "Discriminator's Adam learning rate.")
     flags.DEFINE_float(f"{p}beta_1", _DEFAULTS.beta_1, "Adam beta_1 for both optimizers, in [0, 1).")
+    flags.DEFINE_bool(
+        f"{p}fused_adam",
+        _DEFAULTS.fused_adam,
+        "Adam in TensorFlow's fused kernel: Keras's update with less memory traffic. "
+        f"--no{p}fused_adam runs Keras's own Adam (to debug, or if a TensorFlow release moves the kernel).",
+    )
     flags.DEFINE_float(
         f"{p}real_label", _DEFAULTS.real_label, "Target for real images; below 1 is one-sided label smoothing."
     )

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from gan.config import ARCHITECTURES
 from gan.model import GAN, build_networks
+from genlab.optimizers import FusedAdam
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
@@ -78,3 +79,33 @@ def test_averaged_generator_is_a_moving_average_of_the_generator(averaging_decay
     # Samples come from the average, in inference mode.
     noise = np.random.default_rng(2).standard_normal((3, 16)).astype("float32")
     np.testing.assert_allclose(gan.generate(noise).numpy(), gan.averaged_generator(noise, training=False).numpy())
+
+
+class AdamOnDenseGradients(keras.optimizers.Adam):
+    """Keras's Adam given each gradient dense. Given an embedding's sparse gradient it squares each
+    lookup's slice before adding them up, and the discriminator looks each label up twice a step
+    (real and generated images); Adam's second moment is of their sum."""
+
+    def apply(self, grads, trainable_variables=None):
+        return super().apply([tf.convert_to_tensor(grad) for grad in grads], trainable_variables)
+
+
+def test_fused_adam_trains_the_gan_as_keras_adam_does():
+    """TrainConfig.fused_adam's optimizer against Keras's on the same steps, label embeddings in
+    both networks. Adam's first steps move a weight by about the learning rate whatever its
+    gradient's size, so a near-zero gradient that round-off tips one way in one run and the
+    other way in the other would differ by that much: a large epsilon damps those."""
+    images = np.random.default_rng(1).uniform(-1, 1, (3, 8, 28, 28, 1)).astype("float32")
+    labels = tf.constant(np.arange(8, dtype="int32"))
+    trained = []
+    for adam in (AdamOnDenseGradients, FusedAdam):
+        keras.utils.set_random_seed(0)
+        generator, discriminator = build_networks("default", noise_dim=16, num_classes=10)
+        gan = GAN(generator, discriminator, seed=0)
+        gan.compile(adam(1e-3, beta_1=0.5, epsilon=1e-3), adam(1e-3, beta_1=0.5, epsilon=1e-3))
+        for batch in images:
+            gan.train_step((tf.constant(batch), labels))
+        trained.append([w.numpy() for w in gan.averaged_generator.weights + discriminator.weights])
+    keras_weights, fused_weights = trained
+    for a, b in zip(fused_weights, keras_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
