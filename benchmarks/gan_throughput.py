@@ -12,7 +12,6 @@ Keras download), though throughput does not depend on pixel values.
 import statistics
 import time
 
-import keras
 import tensorflow as tf
 from absl import app, flags
 from machine import describe_machine
@@ -20,7 +19,7 @@ from tutorial_dcgan import SETTINGS, build_tutorial
 
 from gan.config import TrainConfig
 from gan.model import GAN, build_networks
-from gan.train import mnist_for_gan
+from gan.train import make_optimizers, mnist_for_gan
 
 flags.DEFINE_integer("steps", 60, "Training steps per timed run.", lower_bound=1)
 flags.DEFINE_integer("repeats", 5, "Timed runs per configuration (the median is reported).", lower_bound=1)
@@ -32,8 +31,7 @@ def build_project():
     config = TrainConfig()
     generator, discriminator = build_networks(config.architecture, config.noise_dim, config.clusters)
     gan = GAN(generator, discriminator, seed=0, averaging_decay=config.averaging_decay)
-    optimizer = lambda rate: keras.optimizers.Adam(rate, beta_1=config.beta_1)  # noqa: E731
-    gan.compile(optimizer(config.d_learning_rate), optimizer(config.g_learning_rate), jit_compile=config.jit_compile)
+    gan.compile(*make_optimizers(config), jit_compile=config.jit_compile)
     return gan, config.batch_size
 
 

@@ -74,6 +74,13 @@ def conditioning(config, images, labels):
     return clusters, count, cluster_shares(clusters, count)
 
 
+def make_optimizers(config):
+    """The discriminator's and the generator's Adam, in TensorFlow's fused kernel unless
+    `config.fused_adam` is off."""
+    adam = FusedAdam if config.fused_adam else keras.optimizers.Adam
+    return adam(config.d_learning_rate, beta_1=config.beta_1), adam(config.g_learning_rate, beta_1=config.beta_1)
+
+
 def fixed_noise(config, count=100):
     """The noise (and labels) the per-epoch grids use: the same for every epoch and run."""
     noise = gaussian_noise(config.seed, (count, config.noise_dim))
@@ -135,10 +142,10 @@ def train(config, output_dir, verbose=1, extra_callbacks=(), files=None):
         gan = GAN(
             generator, discriminator, seed=config.seed, averaging_decay=config.averaging_decay, cluster_shares=shares
         )
-        adam = FusedAdam if config.fused_adam else keras.optimizers.Adam
+        d_optimizer, g_optimizer = make_optimizers(config)
         gan.compile(
-            d_optimizer=adam(config.d_learning_rate, beta_1=config.beta_1),
-            g_optimizer=adam(config.g_learning_rate, beta_1=config.beta_1),
+            d_optimizer=d_optimizer,
+            g_optimizer=g_optimizer,
             real_label=config.real_label,
             jit_compile=config.jit_compile,
         )
