@@ -44,7 +44,7 @@ from machine import describe_machine
 from tutorial_dcgan import SETTINGS as TUTORIAL
 from tutorial_dcgan import build_tutorial
 
-from gan.clusters import cluster_sampler
+from gan.clusters import cluster_sampler, nearest_rows
 from gan.config import TrainConfig
 from gan.train import mnist_for_gan, train
 from genlab import plots
@@ -143,12 +143,8 @@ def median_nearest_distance(digits, training_digits):
     training digit (flattened, in [0, 1]): a generator that copied its training set would be near 0,
     where real test digits sit at their own distance, the reference."""
     flat = digits.reshape(len(digits), -1).astype(np.float32) / 255.0
-    training_norms = (training_digits**2).sum(axis=1)
-    nearest = [
-        np.maximum((chunk**2).sum(axis=1) - 2 * (chunk @ training_digits.T - 0.5 * training_norms).max(axis=1), 0.0)
-        for chunk in np.array_split(flat, max(1, len(flat) // 500))
-    ]
-    return float(np.median(np.sqrt(np.concatenate(nearest))))
+    _, squared = nearest_rows(flat, training_digits, block_rows=500)  # 500 x 60,000 distances at a time.
+    return float(np.median(np.sqrt(squared)))
 
 
 def run_tutorial(clock, mnist_path):

@@ -48,37 +48,44 @@ def cluster_shares(clusters, k):
     return np.bincount(clusters, minlength=k) / len(clusters)
 
 
-def _kmeans(points, k, rng):
-    def nearest_centers(centers):
-        # argmin |p - c|^2 = argmin |c|^2 - 2 p.c, a block of points at a time: the whole
-        # (points, centers) matrix would take gigabytes with thousands of clusters.
-        # In place: each temporary of a block's size costs about as much as the product.
-        center_norms = (centers**2).sum(axis=1)
-        nearest = []
-        for block in np.array_split(points, max(1, len(points) // 4096)):
-            distances = block @ centers.T
-            distances *= -2
-            distances += center_norms
-            nearest.append(distances.argmin(axis=1))
-        return np.concatenate(nearest)
+def nearest_rows(points, references, block_rows=4096):
+    """For each row of `points`, the index of its nearest row of `references` and the squared
+    Euclidean distance to it.
 
+    argmin |p - r|^2 = argmin |r|^2 - 2 p.r, `block_rows` points at a time: the whole (points,
+    references) matrix would take gigabytes with thousands of references. In place: each
+    temporary of a block's size costs about as much as the product.
+    """
+    reference_norms = (references**2).sum(axis=1)
+    indices, squared = [], []
+    for block in np.array_split(points, max(1, len(points) // block_rows)):
+        distances = block @ references.T
+        distances *= -2
+        distances += reference_norms
+        nearest = distances.argmin(axis=1)
+        indices.append(nearest)
+        squared.append(distances[np.arange(len(block)), nearest] + (block**2).sum(axis=1))
+    return np.concatenate(indices), np.maximum(np.concatenate(squared), 0.0)
+
+
+def _kmeans(points, k, rng):
     # k-means++ (Arthur & Vassilvitskii, 2007): each new center is drawn with probability
-    # proportional to its squared distance from the nearest center so far, which is updated
-    # with the newest center only.
+    # proportional to its squared distance from the nearest center so far, which each new
+    # center updates.
     centers = [points[rng.choice(len(points))]]
-    nearest = ((points - centers[0]) ** 2).sum(axis=1)
+    nearest = np.full(len(points), np.inf, dtype=points.dtype)
     for _ in range(k - 1):
+        nearest = np.minimum(nearest, ((points - centers[-1]) ** 2).sum(axis=1))
         weights = nearest / nearest.sum() if nearest.sum() > 0 else None  # None: all points are centers already.
         centers.append(points[rng.choice(len(points), p=weights)])
-        nearest = np.minimum(nearest, ((points - centers[-1]) ** 2).sum(axis=1))
     centers = np.stack(centers)
     for _ in range(KMEANS_ITERATIONS):
-        assignment = nearest_centers(centers)
+        assignment, _ = nearest_rows(points, centers)
         counts = np.bincount(assignment, minlength=k)[:, None]
         sums = np.zeros_like(centers)
         np.add.at(sums, assignment, points)
         centers = np.where(counts > 0, sums / np.maximum(counts, 1), centers)  # An empty cluster keeps its center.
-    return nearest_centers(centers).astype(np.int32)
+    return nearest_rows(points, centers)[0].astype(np.int32)
 
 
 @keras.saving.register_keras_serializable(package="genlab")

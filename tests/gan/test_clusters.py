@@ -2,7 +2,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan.clusters import ClusterFromNoise, cluster_count, cluster_sampler, cluster_shares, pixel_clusters
+from gan.clusters import (
+    ClusterFromNoise,
+    cluster_count,
+    cluster_sampler,
+    cluster_shares,
+    nearest_rows,
+    pixel_clusters,
+)
 from gan.model import GAN, build_networks
 
 
@@ -25,6 +32,15 @@ def test_pixel_clusters_find_separated_groups_and_are_repeatable():
     assert len(set(zip(groups, clusters))) == 3 and len(set(clusters)) == 3
     np.testing.assert_array_equal(clusters, pixel_clusters(images, 3, seed=0))
     np.testing.assert_allclose(cluster_shares(clusters, 4), [1 / 3, 1 / 3, 1 / 3, 0])
+
+
+def test_nearest_rows_match_every_pair_compared():
+    rng = np.random.default_rng(3)
+    points, references = rng.standard_normal((23, 5)), rng.standard_normal((7, 5))
+    squared = ((points[:, None] - references[None]) ** 2).sum(axis=2)
+    indices, distances = nearest_rows(points, references, block_rows=4)  # Several blocks, one short.
+    np.testing.assert_array_equal(indices, squared.argmin(axis=1))
+    np.testing.assert_allclose(distances, squared.min(axis=1), rtol=1e-9, atol=1e-9)
 
 
 def test_cluster_count_keeps_clusters_large_enough():
