@@ -42,8 +42,8 @@ class TrainConfig:
     g_learning_rate: float = 2e-4
     d_learning_rate: float = 2e-4
     beta_1: float = 0.5  # Radford et al. (2015): 0.9 oscillates, 0.5 is stable.
-    # Adam in TensorFlow's fused kernel (genlab.optimizers.FusedAdam): the same update, with
-    # less memory traffic for the cluster embeddings' millions of weights; False: Keras's Adam.
+    # Adam in TensorFlow's fused kernel (genlab.optimizers.FusedAdam): Adam's update with less
+    # memory traffic for the cluster embeddings' millions of weights; False: Keras's Adam.
     fused_adam: bool = True
     real_label: float = 1.0
     averaging_decay: float = 0.999  # Samples come from this moving average of G's weights; 0: the latest G.

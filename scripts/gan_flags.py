@@ -38,7 +38,7 @@ def define_gan_flags(prefix=""):
     flags.DEFINE_bool(
         f"{p}fused_adam",
         _DEFAULTS.fused_adam,
-        "Adam in TensorFlow's fused kernel: Keras's update with less memory traffic. "
+        "Adam in TensorFlow's fused kernel: Adam's update with less memory traffic. "
         f"--no{p}fused_adam runs Keras's own Adam (to debug, or if a TensorFlow release moves the kernel).",
     )
     flags.DEFINE_float(

@@ -7,6 +7,8 @@ from gan.config import ARCHITECTURES
 from gan.model import GAN, build_networks
 from genlab.optimizers import FusedAdam
 
+from helpers.optimizers import AdamOnDenseGradients
+
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
 @pytest.mark.parametrize("conditional", [False, True])
@@ -79,15 +81,6 @@ def test_averaged_generator_is_a_moving_average_of_the_generator(averaging_decay
     # Samples come from the average, in inference mode.
     noise = np.random.default_rng(2).standard_normal((3, 16)).astype("float32")
     np.testing.assert_allclose(gan.generate(noise).numpy(), gan.averaged_generator(noise, training=False).numpy())
-
-
-class AdamOnDenseGradients(keras.optimizers.Adam):
-    """Keras's Adam given each gradient dense. Given an embedding's sparse gradient it squares each
-    lookup's slice before adding them up, and the discriminator looks each label up twice a step
-    (real and generated images); Adam's second moment is of their sum."""
-
-    def apply(self, grads, trainable_variables=None):
-        return super().apply([tf.convert_to_tensor(grad) for grad in grads], trainable_variables)
 
 
 def test_fused_adam_trains_the_gan_as_keras_adam_does():
